@@ -1,0 +1,54 @@
+#pragma once
+// A named device mesh (DESIGN.md 1): `x=2,y=4`. Devices are numbered row-major over the axes
+// as written (first axis most significant).
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace reshard {
+
+struct Axis {
+  std::string name;
+  int size = 1;
+  bool operator==(const Axis&) const = default;
+};
+
+class Mesh {
+ public:
+  Mesh() = default;
+  // Pre: names unique identifiers, sizes >= 1 (throws reshard::Error otherwise).
+  explicit Mesh(std::vector<Axis> axes);
+  // Parses `x=2,y=4`; throws ParseError naming the problem and position.
+  static Mesh parse(std::string_view text);
+
+  const std::vector<Axis>& axes() const { return axes_; }
+  int num_axes() const { return static_cast<int>(axes_.size()); }
+  int num_devices() const { return devices_; }
+  // Index of the axis called `name`, or -1.
+  int axis_index(std::string_view name) const;
+  int axis_size(std::string_view name) const;  // throws if unknown
+  // Coordinate of `device` along axis `axis` (index).
+  int coord(int device, int axis) const { return (device / stride_[axis]) % axes_[axis].size; }
+  // Row-major stride of an axis in the device numbering.
+  int stride(int axis) const { return stride_[axis]; }
+  std::string to_string() const;
+  bool operator==(const Mesh& o) const { return axes_ == o.axes_; }
+
+ private:
+  std::vector<Axis> axes_;
+  std::vector<int> stride_;
+  int devices_ = 1;
+};
+
+}  // namespace reshard
+
+template <>
+struct fmt::formatter<reshard::Mesh> : fmt::formatter<std::string> {
+  template <typename Ctx>
+  auto format(const reshard::Mesh& m, Ctx& ctx) const {
+    return fmt::formatter<std::string>::format(m.to_string(), ctx);
+  }
+};

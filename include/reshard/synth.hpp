@@ -1,0 +1,89 @@
+#pragma once
+// The synthesizer: from (mesh, source, target) a memory-bounded plan (DESIGN.md 3).
+//
+// Guarantees of synthesize(mesh, src, dst) for valid, compatible types:
+//  1. correct: executing the plan leaves every device with its target shard;
+//  2. every T(i) has max local bytes <= max(src, dst max local bytes);
+//  3. bytes received reach the lower bound where a collective plan can, else an exact
+//     `exchange` is weighed against the collective plan by the cost model;
+//  4. symbolic: no data touched; plans are cached by PlanCache.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "reshard/plan.hpp"
+
+namespace reshard {
+
+// Per-axis link figures for the cost model. A collective over several axes runs at the
+// slowest of their bandwidths and pays the largest latency.
+struct Link {
+  double bandwidth_GBps = 10.0;
+  double latency_s = 5e-6;
+  bool operator==(const Link&) const = default;
+};
+
+class Topology {
+ public:
+  Topology() = default;  // flat: every axis has the default Link
+  // `tp=nvlink,dp=ib` or numbers: `tp=300,dp=25:10us` (GB/s, optional `:latency` in s, ms,
+  // us or ns). Presets: nvlink, ib, pcie, eth, shm. Axes not named get `default_link`.
+  static Topology parse(std::string_view text);
+  Link link(std::string_view axis) const;
+  void set(std::string axis, Link l) { links_[std::move(axis)] = l; }
+  Link default_link;
+  std::string to_string() const;
+  bool operator==(const Topology&) const = default;
+
+ private:
+  std::map<std::string, Link, std::less<>> links_;
+};
+
+enum class Strategy { reshard, naive, greedy_per_axis, exchange };
+std::string_view name_of(Strategy s);
+Strategy strategy_from_name(std::string_view name);  // throws Error on unknown names
+
+struct SynthOptions {
+  Strategy strategy = Strategy::reshard;
+  Topology topology;
+  // Bytes per second of local copies (pack/unpack), for the cost model.
+  double local_copy_GBps = 10.0;
+  // Compute exact plan.stats (routes every step on every device; O(devices * group) per
+  // step). Turn off where only the plan is needed and the mesh is very large.
+  bool exact_stats = true;
+};
+
+// Checks that src and dst can be resharded into one another on mesh (same dtype and global
+// shape, each valid on the mesh, reduce ops compatible). Throws MismatchError naming the
+// problem.
+void check_compatible(const Mesh& mesh, const Type& src, const Type& dst);
+
+// Builds the plan; fills plan.stats (see SynthOptions::exact_stats).
+Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions& opts = {});
+
+// Bytes the busiest device receives in a step, estimated symbolically from the largest blocks
+// (exchange: from a sample of devices). Reductions count what ring algorithms move.
+std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step);
+// Cost model estimate of one step and of a plan, in seconds.
+double estimate_step_s(const Mesh& mesh, const Step& step, const SynthOptions& opts);
+double estimate_plan_s(const Plan& plan, const SynthOptions& opts);
+
+// Thread-safe cache of plans by (mesh, source, target, options).
+class PlanCache {
+ public:
+  std::shared_ptr<const Plan> get(const Mesh& mesh, const Type& src, const Type& dst,
+                                  const SynthOptions& opts = {});
+  std::size_t size() const;
+  void clear();
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const Plan>> plans_;
+};
+
+}  // namespace reshard

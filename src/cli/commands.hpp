@@ -1,0 +1,17 @@
+#pragma once
+// Subcommands of the `reshard` tool. Each file adds its subcommand to the app and returns the
+// function to run when it is chosen (returning the process exit code).
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace reshard::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_plan_command(CLI::App& app);
+// Present when built with MPI (src/exec); the tool says so otherwise.
+Runner add_run_command(CLI::App& app);
+Runner add_bench_command(CLI::App& app);
+
+}  // namespace reshard::cli

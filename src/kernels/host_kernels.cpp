@@ -1,0 +1,346 @@
+// Host kernels (include/reshard/kernels.hpp): strided box copies and reductions, half
+// conversions, and the index fill/check. The index arithmetic and the element semantics are
+// shared with the CUDA kernels through reshard/detail/, so host and device agree bit for bit.
+#include "reshard/kernels.hpp"
+
+#include <bit>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+#include "reshard/detail/box_walk.hpp"
+#include "reshard/detail/elementwise.hpp"
+#include "reshard/error.hpp"
+
+namespace reshard {
+namespace {
+
+using detail::BoxWalk;
+using detail::OpCode;
+
+static_assert(static_cast<int>(ReduceOp::prod) == static_cast<int>(OpCode::prod) &&
+              static_cast<int>(ReduceOp::none) == static_cast<int>(OpCode::none));
+static_assert(static_cast<int>(DType::u8) == static_cast<int>(detail::ElemCode::u8) &&
+              static_cast<int>(DType::f16) == static_cast<int>(detail::ElemCode::f16));
+
+// Tags for the two 16-bit float formats, which are stored as uint16_t bits.
+struct F16 {};
+struct BF16 {};
+
+// Calls f(tag) with a value whose type names the dtype: the storage type for the arithmetic
+// types, F16/BF16 for the half formats. Dispatching once per call keeps the loops typed.
+template <typename F>
+decltype(auto) visit_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::f64: return f(double{});
+    case DType::f32: return f(float{});
+    case DType::f16: return f(F16{});
+    case DType::bf16: return f(BF16{});
+    case DType::i64: return f(std::int64_t{});
+    case DType::i32: return f(std::int32_t{});
+    case DType::i16: return f(std::int16_t{});
+    case DType::i8: return f(std::int8_t{});
+    case DType::u8: return f(std::uint8_t{});
+  }
+  throw Error("unknown dtype");
+}
+
+template <typename F>
+decltype(auto) visit_op(ReduceOp op, F&& f) {
+  switch (op) {
+    case ReduceOp::none: return f(std::integral_constant<OpCode, OpCode::none>{});
+    case ReduceOp::sum: return f(std::integral_constant<OpCode, OpCode::sum>{});
+    case ReduceOp::max: return f(std::integral_constant<OpCode, OpCode::max>{});
+    case ReduceOp::min: return f(std::integral_constant<OpCode, OpCode::min>{});
+    case ReduceOp::prod: return f(std::integral_constant<OpCode, OpCode::prod>{});
+  }
+  throw Error("unknown reduce op");
+}
+
+// Storage type of a dtype tag.
+template <typename Tag>
+using storage_t = std::conditional_t<std::is_same_v<Tag, F16> || std::is_same_v<Tag, BF16>,
+                                     std::uint16_t, Tag>;
+
+// Element codecs: value <-> storage, through float for the half formats.
+template <typename Tag>
+double to_double(storage_t<Tag> s) {
+  if constexpr (std::is_same_v<Tag, F16>) return f16_to_float(s);
+  else if constexpr (std::is_same_v<Tag, BF16>) return bf16_to_float(s);
+  else return static_cast<double>(s);
+}
+
+// C++ cast semantics; integers narrower than 64 bits take the low bits of the int64 value.
+template <typename Tag>
+storage_t<Tag> from_double(double v) {
+  if constexpr (std::is_same_v<Tag, F16>) return float_to_f16(static_cast<float>(v));
+  else if constexpr (std::is_same_v<Tag, BF16>) return float_to_bf16(static_cast<float>(v));
+  else if constexpr (std::is_floating_point_v<Tag>) return static_cast<Tag>(v);
+  else return static_cast<Tag>(static_cast<std::uint64_t>(detail::wrap_to_int64(v)));
+}
+
+// acc[k] = op(acc[k], in[k]) for k < n, for one dtype tag and op.
+template <typename Tag, OpCode Op>
+void reduce_run(storage_t<Tag>* acc, const storage_t<Tag>* in, std::int64_t n) {
+  if constexpr (Op == OpCode::none) {
+    std::memcpy(acc, in, static_cast<std::size_t>(n) * sizeof(storage_t<Tag>));
+  } else if constexpr (std::is_same_v<Tag, F16>) {
+    for (std::int64_t k = 0; k < n; ++k)
+      acc[k] = float_to_f16(detail::combine<Op>(f16_to_float(acc[k]), f16_to_float(in[k])));
+  } else if constexpr (std::is_same_v<Tag, BF16>) {
+    for (std::int64_t k = 0; k < n; ++k)
+      acc[k] = float_to_bf16(detail::combine<Op>(bf16_to_float(acc[k]), bf16_to_float(in[k])));
+  } else {
+    for (std::int64_t k = 0; k < n; ++k) acc[k] = detail::combine<Op>(acc[k], in[k]);
+  }
+}
+
+// Calls run(src_offset, dst_offset, length) once per contiguous run of the walk, in order,
+// advancing the outer loops with an odometer (no divisions).
+template <typename Run>
+void for_each_run(const BoxWalk& w, Run&& run) {
+  if (w.volume == 0) return;
+  const int outer = w.rank - 1;
+  const std::int64_t len = w.run();
+  std::int64_t idx[detail::kMaxWalkRank] = {};
+  std::int64_t s = w.src_base, d = w.dst_base;
+  for (;;) {
+    run(s, d, len);
+    int k = outer - 1;
+    for (; k >= 0; --k) {
+      s += w.src_stride[k];
+      d += w.dst_stride[k];
+      if (++idx[k] < w.extent[k]) break;
+      s -= w.src_stride[k] * w.extent[k];
+      d -= w.dst_stride[k] * w.extent[k];
+      idx[k] = 0;
+    }
+    if (k < 0) return;
+  }
+}
+
+void check_spans(std::size_t rank, std::span<const std::int64_t> a,
+                 std::span<const std::int64_t> b, std::span<const std::int64_t> c,
+                 std::span<const std::int64_t> d, std::span<const std::int64_t> e) {
+  if (a.size() != rank || b.size() != rank || c.size() != rank || d.size() != rank ||
+      e.size() != rank)
+    throw Error("box kernel: shapes, offsets and extent must all have the array's rank");
+}
+
+BoxWalk walk_of_box(std::span<const std::int64_t> src_shape,
+                    std::span<const std::int64_t> src_offset,
+                    std::span<const std::int64_t> dst_shape,
+                    std::span<const std::int64_t> dst_offset,
+                    std::span<const std::int64_t> extent) {
+  check_spans(extent.size(), src_shape, src_offset, dst_shape, dst_offset, extent);
+  BoxWalk w;
+  if (const char* err = detail::make_box_walk(static_cast<int>(extent.size()), src_shape.data(),
+                                              src_offset.data(), dst_shape.data(),
+                                              dst_offset.data(), extent.data(), w))
+    throw Error(std::string("box kernel: ") + err);
+  return w;
+}
+
+// The walk from the global array (source side: offsets are global linear indices) to
+// `device`'s local array of `type` (destination side).
+BoxWalk walk_of_block(const Type& type, const Mesh& mesh, int device) {
+  const Box box = type.block(mesh, device);
+  const std::vector<std::int64_t> global = type.global_shape();
+  std::vector<std::int64_t> lo, ext, zero(box.dims.size(), 0);
+  for (const Interval& iv : box.dims) {
+    lo.push_back(iv.lo);
+    ext.push_back(iv.extent());
+  }
+  return walk_of_box(global, lo, ext, zero, ext);
+}
+
+// Group-linear coordinate of `device` over the reduce clause's axes (as written, the first
+// most significant) and the group size.
+void reduce_coordinate(const Type& type, const Mesh& mesh, int device, int& j, int& g) {
+  j = 0;
+  g = 1;
+  if (type.op == ReduceOp::none) return;
+  for (const std::string& name : type.reduce_axes) {
+    const int a = mesh.axis_index(name);
+    if (a < 0) throw Error("reduce axis '" + name + "' is not in the mesh " + mesh.to_string());
+    const int n = mesh.axes()[a].size;
+    j = j * n + mesh.coord(device, a);
+    g *= n;
+  }
+}
+
+}  // namespace
+
+void copy_box(const void* src, std::span<const std::int64_t> src_shape,
+              std::span<const std::int64_t> src_offset, void* dst,
+              std::span<const std::int64_t> dst_shape, std::span<const std::int64_t> dst_offset,
+              std::span<const std::int64_t> extent, std::size_t elem_size) {
+  const BoxWalk w = walk_of_box(src_shape, src_offset, dst_shape, dst_offset, extent);
+  const auto* s = static_cast<const unsigned char*>(src);
+  auto* d = static_cast<unsigned char*>(dst);
+  const auto es = static_cast<std::int64_t>(elem_size);
+  for_each_run(w, [&](std::int64_t so, std::int64_t dof, std::int64_t len) {
+    std::memcpy(d + dof * es, s + so * es, static_cast<std::size_t>(len * es));
+  });
+}
+
+void reduce_box(const void* src, std::span<const std::int64_t> src_shape,
+                std::span<const std::int64_t> src_offset, void* dst,
+                std::span<const std::int64_t> dst_shape, std::span<const std::int64_t> dst_offset,
+                std::span<const std::int64_t> extent, DType t, ReduceOp op) {
+  const BoxWalk w = walk_of_box(src_shape, src_offset, dst_shape, dst_offset, extent);
+  visit_dtype(t, [&](auto tag) {
+    using Tag = decltype(tag);
+    using S = storage_t<Tag>;
+    visit_op(op, [&](auto opc) {
+      const auto* s = static_cast<const S*>(src);
+      auto* d = static_cast<S*>(dst);
+      for_each_run(w, [&](std::int64_t so, std::int64_t dof, std::int64_t len) {
+        reduce_run<Tag, decltype(opc)::value>(d + dof, s + so, len);
+      });
+    });
+  });
+}
+
+void reduce_into(void* acc, const void* in, std::int64_t n, DType t, ReduceOp op) {
+  if (n <= 0) return;
+  visit_dtype(t, [&](auto tag) {
+    using Tag = decltype(tag);
+    using S = storage_t<Tag>;
+    visit_op(op, [&](auto opc) {
+      reduce_run<Tag, decltype(opc)::value>(static_cast<S*>(acc), static_cast<const S*>(in), n);
+    });
+  });
+}
+
+void fill_identity(void* data, std::int64_t n, DType t, ReduceOp op) {
+  if (n <= 0) return;
+  visit_dtype(t, [&](auto tag) {
+    using Tag = decltype(tag);
+    using S = storage_t<Tag>;
+    S v{};
+    if constexpr (std::is_same_v<Tag, F16> || std::is_same_v<Tag, BF16>) {
+      const float inf = std::numeric_limits<float>::infinity();
+      const float f = op == ReduceOp::prod  ? 1.0f
+                      : op == ReduceOp::max ? -inf
+                      : op == ReduceOp::min ? inf
+                                            : 0.0f;
+      v = from_double<Tag>(f);
+    } else {
+      using L = std::numeric_limits<S>;
+      // Floats have infinities, so "lowest" for max is -inf (the true identity).
+      const S lowest = L::has_infinity ? -L::infinity() : L::lowest();
+      const S highest = L::has_infinity ? L::infinity() : L::max();
+      v = op == ReduceOp::prod  ? S(1)
+          : op == ReduceOp::max ? lowest
+          : op == ReduceOp::min ? highest
+                                : S(0);
+    }
+    S* p = static_cast<S*>(data);
+    for (std::int64_t k = 0; k < n; ++k) p[k] = v;
+  });
+}
+
+// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
+std::uint16_t float_to_f16(float f) {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+  const std::uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) {  // inf, or NaN: keep it a (quiet) NaN with the top payload bits
+    if (ax == 0x7f800000u) return sign | 0x7c00u;
+    return static_cast<std::uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+  }
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to infinity
+  if (ax >= 0x38800000u) {                      // normal in f16 (>= 2^-14)
+    // Round to nearest even at bit 13; a carry into the exponent is the right answer.
+    const std::uint32_t rounded = ax + 0xfffu + ((ax >> 13) & 1u);
+    return static_cast<std::uint16_t>(sign | ((rounded - (112u << 23)) >> 13));
+  }
+  if (ax <= 0x33000000u) return sign;  // <= 2^-25 (the tie goes to even: zero)
+  // Subnormal in f16: value / 2^-24 rounded to nearest even.
+  const std::uint32_t e = ax >> 23;                       // 102..112
+  const std::uint32_t m = (ax & 0x7fffffu) | 0x800000u;  // value = m * 2^(e-150)
+  const std::uint32_t shift = 126u - e;                   // 14..24
+  std::uint32_t q = m >> shift;
+  const std::uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  if (rem > half || (rem == half && (q & 1u))) ++q;  // may carry into the smallest normal
+  return static_cast<std::uint16_t>(sign | q);
+}
+
+float f16_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    const float mag = static_cast<float>(mant) * 0x1p-24f;
+    return sign ? -mag : mag;
+  }
+  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+// bfloat16 is the top half of a float.
+std::uint16_t float_to_bf16(float f) {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u)  // NaN: truncate, forcing quiet so it stays a NaN
+    return static_cast<std::uint16_t>((x >> 16) | 0x0040u);
+  return static_cast<std::uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+float bf16_to_float(std::uint16_t h) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
+}
+
+double index_fill_value(std::int64_t i, ReduceOp op, int j, int g) {
+  return detail::fill_value(i, static_cast<OpCode>(op), j, g);
+}
+
+void store_as(void* data, std::int64_t k, DType t, double v) {
+  visit_dtype(t, [&](auto tag) {
+    using Tag = decltype(tag);
+    static_cast<storage_t<Tag>*>(data)[k] = from_double<Tag>(v);
+  });
+}
+
+double load_as(const void* data, std::int64_t k, DType t) {
+  return visit_dtype(t, [&](auto tag) -> double {
+    using Tag = decltype(tag);
+    return to_double<Tag>(static_cast<const storage_t<Tag>*>(data)[k]);
+  });
+}
+
+void fill_index(void* local, const Type& type, const Mesh& mesh, int device) {
+  const BoxWalk w = walk_of_block(type, mesh, device);
+  int j = 0, g = 1;
+  reduce_coordinate(type, mesh, device, j, g);
+  const auto op = static_cast<OpCode>(type.op);
+  visit_dtype(type.dtype, [&](auto tag) {
+    using Tag = decltype(tag);
+    auto* out = static_cast<storage_t<Tag>*>(local);
+    // The walk's source offsets are the global linear indices.
+    for_each_run(w, [&](std::int64_t i, std::int64_t k, std::int64_t len) {
+      for (std::int64_t e = 0; e < len; ++e)
+        out[k + e] = from_double<Tag>(detail::fill_value(i + e, op, j, g));
+    });
+  });
+}
+
+std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, int device) {
+  const BoxWalk w = walk_of_block(type, mesh, device);
+  std::int64_t bad = 0;
+  visit_dtype(type.dtype, [&](auto tag) {
+    using Tag = decltype(tag);
+    constexpr bool half = std::is_same_v<Tag, F16> || std::is_same_v<Tag, BF16>;
+    const auto* in = static_cast<const storage_t<Tag>*>(local);
+    for_each_run(w, [&](std::int64_t i, std::int64_t k, std::int64_t len) {
+      for (std::int64_t e = 0; e < len; ++e) {
+        // The expected value is i as the dtype holds it (cast, then read back).
+        const double expected = to_double<Tag>(from_double<Tag>(static_cast<double>(i + e)));
+        if (!detail::index_matches(to_double<Tag>(in[k + e]), expected, half)) ++bad;
+      }
+    });
+  });
+  return bad;
+}
+
+}  // namespace reshard

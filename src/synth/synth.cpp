@@ -1,0 +1,396 @@
+// The synthesizer. Shape of every collective plan (DESIGN.md 3, "shrink, then move, then grow"):
+//   1. reduce-scatter pending axes the target splits a dim over (shrinks), all-reduce where a
+//      reduce-scatter cannot be exact;
+//   2. slice onto their target dims the axes the target uses and the source does not (local);
+//   3. move: all-to-alls and permutes that keep local size, until every dim holds its target
+//      axes, major first, with the axes still to be gathered at its minor end;
+//   4. all-reduce the pending axes the target replicates (data is smallest here), then one
+//      all-gather of every axis the target does not use;
+//   5. turn replicated axes into the target's pending axes (local).
+// Variants of this (gather early when memory allows; one exchange after the shrink) and a pure
+// exchange plan are priced by the cost model and the cheapest that keeps the memory bound wins.
+// Every step is checked with step_is_valid(); a variant whose step would not be exact (uneven
+// blocks that do not nest) finishes with an exchange instead.
+#include "reshard/synth.hpp"
+
+#include <algorithm>
+#include <limits>
+
+#include "reshard/error.hpp"
+#include "reshard/route.hpp"
+
+namespace reshard {
+
+std::string_view name_of(Strategy s) {
+  switch (s) {
+    case Strategy::reshard: return "reshard";
+    case Strategy::naive: return "naive";
+    case Strategy::greedy_per_axis: return "greedy_per_axis";
+    case Strategy::exchange: return "exchange";
+  }
+  return "?";
+}
+
+Strategy strategy_from_name(std::string_view name) {
+  for (Strategy s : {Strategy::reshard, Strategy::naive, Strategy::greedy_per_axis, Strategy::exchange})
+    if (name_of(s) == name) return s;
+  throw Error(fmt::format("unknown strategy '{}'; expected reshard, naive, greedy_per_axis or exchange", name));
+}
+
+void check_compatible(const Mesh& mesh, const Type& src, const Type& dst) {
+  src.validate(mesh);
+  dst.validate(mesh);
+  if (src.dtype != dst.dtype)
+    throw MismatchError(fmt::format("dtypes differ: source {} is {}, target {} is {}", src, src.dtype, dst, dst.dtype));
+  if (src.global_shape() != dst.global_shape())
+    throw MismatchError(fmt::format("global shapes differ: source {} has [{}], target {} has [{}]", src,
+                                    fmt::join(src.global_shape(), ", "), dst, fmt::join(dst.global_shape(), ", ")));
+  if (src.op != ReduceOp::none && dst.op != ReduceOp::none && src.op != dst.op)
+    throw MismatchError(fmt::format("the reduction changes from {} to {}; a pending {} cannot become a {}",
+                                    src.op, dst.op, src.op, dst.op));
+}
+
+namespace {
+
+bool contains(const std::vector<std::string>& v, const std::string& a) {
+  return std::find(v.begin(), v.end(), a) != v.end();
+}
+void erase(std::vector<std::string>& v, const std::string& a) {
+  v.erase(std::remove(v.begin(), v.end(), a), v.end());
+}
+
+// Size-1 axes change no block: plan without them, relabel at the ends.
+Type strip_trivial(const Type& t, const Mesh& m) {
+  Type r = t;
+  for (Dim& d : r.dims) std::erase_if(d.axes, [&](const std::string& a) { return m.axis_size(a) == 1; });
+  std::erase_if(r.reduce_axes, [&](const std::string& a) { return m.axis_size(a) == 1; });
+  if (r.reduce_axes.empty()) r.op = ReduceOp::none;
+  return r;
+}
+
+bool same_dims(const Type& a, const Type& b) {
+  for (std::size_t d = 0; d < a.dims.size(); ++d)
+    if (a.dims[d].axes != b.dims[d].axes) return false;
+  return true;
+}
+
+// Accumulates steps from the current type; rejects steps that would not be exact.
+struct Builder {
+  const Mesh& mesh;
+  Type cur;
+  std::vector<Step> steps;
+
+  bool add(Op op, Type out, std::vector<std::string> axes, std::vector<int> dims,
+           LocalKind kind = LocalKind::relabel) {
+    Step s{op, cur, std::move(out), std::move(axes), std::move(dims), kind};
+    if (!step_is_valid(mesh, s)) return false;
+    cur = s.out;
+    steps.push_back(std::move(s));
+    return true;
+  }
+
+  void all_reduce(const std::vector<std::string>& axes) {
+    if (axes.empty()) return;
+    Type next = cur;
+    for (const auto& a : axes) erase(next.reduce_axes, a);
+    if (next.reduce_axes.empty()) next.op = ReduceOp::none;
+    add(Op::all_reduce, std::move(next), axes, {});
+  }
+
+  // Exchange straight to `t`'s dims, keeping the current pending axes. Always exact.
+  void exchange_to(const Type& t) {
+    Type next = cur;
+    for (std::size_t d = 0; d < next.dims.size(); ++d) next.dims[d].axes = t.dims[d].axes;
+    if (same_dims(next, cur)) return;
+    std::vector<std::string> axes;
+    for (const Axis& a : mesh.axes())
+      if (!cur.is_partial_over(a.name)) axes.push_back(a.name);
+    add(Op::exchange, std::move(next), std::move(axes), {});
+  }
+
+  // Pending axes of the target that the current type replicates: local.
+  void make_partial(const Type& t) {
+    std::vector<std::string> add_axes;
+    for (const auto& a : t.reduce_axes)
+      if (!cur.is_partial_over(a)) add_axes.push_back(a);
+    if (add_axes.empty()) return;
+    Type next = cur;
+    next.op = t.op;
+    for (const auto& a : add_axes) next.reduce_axes.push_back(a);
+    next.reduce_axes = t.reduce_axes;  // keep the target's order
+    add(Op::local, std::move(next), add_axes, {}, LocalKind::make_partial);
+  }
+};
+
+// All-to-alls and permutes from cur's dims to exactly D's dims (same set of axes). Returns
+// false if some step would not be exact.
+bool move_to(Builder& b, const Type& D) {
+  const Mesh& m = b.mesh;
+  auto dest = [&](const std::string& a) { return D.dim_of(a); };
+  auto group_axes = [&](const Type& from, const Type& to) {
+    std::vector<std::string> axes;
+    for (std::size_t d = 0; d < from.dims.size(); ++d)
+      if (from.dims[d].axes != to.dims[d].axes) {
+        for (const auto& a : from.dims[d].axes)
+          if (!contains(axes, a)) axes.push_back(a);
+        for (const auto& a : to.dims[d].axes)
+          if (!contains(axes, a)) axes.push_back(a);
+      }
+    // Number the group in mesh order: stable and independent of how the step was found.
+    std::vector<std::string> ordered;
+    for (const Axis& ax : m.axes())
+      if (contains(axes, ax.name)) ordered.push_back(ax.name);
+    return ordered;
+  };
+  auto profile_equal = [&](const Type& x) {
+    for (int d = 0; d < x.rank(); ++d)
+      if (x.num_blocks(m, d) != D.num_blocks(m, d)) return false;
+    return true;
+  };
+  for (int iter = 0; iter < 4 * m.num_axes() + 4; ++iter) {
+    const Type& cur = b.cur;
+    if (same_dims(cur, D)) return true;
+    if (profile_equal(cur)) {
+      Type next = cur;
+      for (int d = 0; d < cur.rank(); ++d) next.dims[d].axes = D.dims[d].axes;
+      return b.add(Op::permute, next, group_axes(cur, next), {});
+    }
+    // An all-to-all: the longest minor suffix of a dim whose axes all go to one other dim.
+    bool moved = false;
+    for (int i = 0; i < cur.rank() && !moved; ++i) {
+      const auto& ax = cur.dims[i].axes;
+      if (ax.empty() || dest(ax.back()) == i) continue;
+      int j = dest(ax.back());
+      std::size_t start = ax.size();
+      while (start > 0 && dest(ax[start - 1]) == j) --start;
+      std::vector<std::string> M(ax.begin() + start, ax.end());
+      Type next = cur;
+      next.dims[i].axes.resize(start);
+      for (const auto& a : M) next.dims[j].axes.push_back(a);
+      if (!b.add(Op::all_to_all, std::move(next), M, {i, j})) return false;
+      moved = true;
+    }
+    if (moved) continue;
+    // No misplaced axis at a minor end: reorder within dims so that they are.
+    Type next = cur;
+    for (int d = 0; d < cur.rank(); ++d) {
+      std::vector<std::string> keep, out;
+      for (const auto& a : D.dims[d].axes)
+        if (contains(cur.dims[d].axes, a)) keep.push_back(a);
+      for (int j = 0; j < cur.rank(); ++j)
+        for (const auto& a : cur.dims[d].axes)
+          if (dest(a) == j && j != d) out.push_back(a);
+      keep.insert(keep.end(), out.begin(), out.end());
+      next.dims[d].axes = keep;
+    }
+    if (same_dims(next, cur)) return false;
+    if (!b.add(Op::permute, next, group_axes(cur, next), {})) return false;
+  }
+  return false;
+}
+
+struct Variant {
+  bool early_gather = false;          // gather unneeded minor axes before moving, if it fits
+  bool exchange_after_shrink = false;  // one exchange replaces the move and grow phases
+};
+
+std::vector<Step> collective_plan(const Mesh& m, const Type& s, const Type& t, Variant v,
+                                  std::int64_t bound) {
+  Builder b{m, s, {}};
+  std::vector<std::string> reduce_now, rs_axes, ar_late;
+  for (const auto& r : s.reduce_axes)
+    if (!t.is_partial_over(r)) reduce_now.push_back(r);
+  // 1. Reduce-scatter onto the target's dims, in the target's order.
+  for (int d = 0; d < t.rank(); ++d)
+    for (const auto& a : t.dims[d].axes)
+      if (contains(reduce_now, a)) rs_axes.push_back(a);
+  for (const auto& r : reduce_now)
+    if (!contains(rs_axes, r)) ar_late.push_back(r);
+  if (!rs_axes.empty()) {
+    Type next = b.cur;
+    std::vector<int> dims;
+    for (const auto& a : rs_axes) {
+      erase(next.reduce_axes, a);
+      int d = t.dim_of(a);
+      next.dims[d].axes.push_back(a);
+      if (!std::count(dims.begin(), dims.end(), d)) dims.push_back(d);
+    }
+    if (next.reduce_axes.empty()) next.op = ReduceOp::none;
+    if (!b.add(Op::reduce_scatter, next, rs_axes, dims)) b.all_reduce(rs_axes);
+  }
+  // 2. Shrink: slice the axes the target uses and the current type does not.
+  {
+    Type next = b.cur;
+    std::vector<std::string> axes;
+    std::vector<int> dims;
+    for (int d = 0; d < t.rank(); ++d)
+      for (const auto& a : t.dims[d].axes)
+        if (!b.cur.uses(a)) {
+          next.dims[d].axes.push_back(a);
+          axes.push_back(a);
+          if (!std::count(dims.begin(), dims.end(), d)) dims.push_back(d);
+        }
+    if (!axes.empty() && !b.add(Op::slice, next, axes, dims)) {
+      b.all_reduce(ar_late);
+      b.exchange_to(t);
+      b.make_partial(t);
+      return b.steps;
+    }
+  }
+  auto gather_minor = [&](bool only_if_fits) {
+    // Remove, from the minor end of each dim, the axes the target does not use.
+    Type next = b.cur;
+    std::vector<std::string> axes;
+    std::vector<int> dims;
+    for (int d = 0; d < next.rank(); ++d) {
+      auto& ax = next.dims[d].axes;
+      std::size_t k = ax.size();
+      while (k > 0 && t.dim_of(ax[k - 1]) < 0) --k;
+      if (k == ax.size()) continue;
+      axes.insert(axes.end(), ax.begin() + k, ax.end());
+      ax.resize(k);
+      dims.push_back(d);
+    }
+    if (axes.empty()) return true;
+    if (only_if_fits && next.max_local_bytes(m) > bound) return true;
+    return b.add(Op::all_gather, next, axes, dims);
+  };
+  if (v.early_gather && !gather_minor(true)) {
+    b.all_reduce(ar_late);
+    b.exchange_to(t);
+    b.make_partial(t);
+    return b.steps;
+  }
+  if (v.exchange_after_shrink) {
+    b.all_reduce(ar_late);
+    b.exchange_to(t);
+    b.make_partial(t);
+    return b.steps;
+  }
+  // 3. Move: every dim to its target axes followed by the axes still to gather.
+  Type D = b.cur;
+  for (int d = 0; d < t.rank(); ++d) {
+    D.dims[d].axes = t.dims[d].axes;
+    for (const auto& a : b.cur.dims[d].axes)
+      if (t.dim_of(a) < 0) D.dims[d].axes.push_back(a);
+  }
+  bool ok = move_to(b, D);
+  // 4. Grow.
+  b.all_reduce(ar_late);
+  if (ok) ok = gather_minor(false);
+  if (!ok) b.exchange_to(t);
+  b.make_partial(t);
+  return b.steps;
+}
+
+std::vector<Step> exchange_plan(const Mesh& m, const Type& s, const Type& t) {
+  Builder b{m, s, {}};
+  std::vector<std::string> reduce_now;
+  for (const auto& r : s.reduce_axes)
+    if (!t.is_partial_over(r)) reduce_now.push_back(r);
+  b.all_reduce(reduce_now);
+  b.exchange_to(t);
+  b.make_partial(t);
+  return b.steps;
+}
+
+// Full replication, then slice: XLA's fallback and what simple systems do.
+std::vector<Step> naive_plan(const Mesh& m, const Type& s, const Type& t) {
+  Builder b{m, s, {}};
+  std::vector<std::string> reduce_now;
+  for (const auto& r : s.reduce_axes)
+    if (!t.is_partial_over(r)) reduce_now.push_back(r);
+  b.all_reduce(reduce_now);
+  Type full = b.cur;
+  std::vector<std::string> axes;
+  std::vector<int> dims;
+  for (int d = 0; d < full.rank(); ++d) {
+    if (full.dims[d].axes.empty()) continue;
+    axes.insert(axes.end(), full.dims[d].axes.begin(), full.dims[d].axes.end());
+    full.dims[d].axes.clear();
+    dims.push_back(d);
+  }
+  if (!axes.empty()) b.add(Op::all_gather, full, axes, dims);
+  Type sliced = b.cur;
+  axes.clear();
+  dims.clear();
+  for (int d = 0; d < t.rank(); ++d) {
+    if (t.dims[d].axes.empty()) continue;
+    sliced.dims[d].axes = t.dims[d].axes;
+    axes.insert(axes.end(), t.dims[d].axes.begin(), t.dims[d].axes.end());
+    dims.push_back(d);
+  }
+  if (!axes.empty()) b.add(Op::slice, sliced, axes, dims);
+  b.make_partial(t);
+  return b.steps;
+}
+
+std::int64_t plan_peak(const Mesh& m, const Type& s, const std::vector<Step>& steps) {
+  std::int64_t p = s.max_local_bytes(m);
+  for (const Step& st : steps) p = std::max(p, st.out.max_local_bytes(m));
+  return p;
+}
+
+}  // namespace
+
+std::vector<Step> greedy_per_axis_steps(const Mesh& mesh, const Type& src, const Type& dst);
+
+Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions& opts) {
+  check_compatible(mesh, src, dst);
+  Plan plan;
+  plan.mesh = mesh;
+  plan.src = src;
+  plan.dst = dst;
+  plan.strategy = std::string(name_of(opts.strategy));
+  Type s = strip_trivial(src, mesh), t = strip_trivial(dst, mesh);
+  std::int64_t bound = std::max(src.max_local_bytes(mesh), dst.max_local_bytes(mesh));
+
+  auto price = [&](const std::vector<Step>& steps) {
+    double c = 0;
+    for (const Step& st : steps) c += estimate_step_s(mesh, st, opts);
+    return c;
+  };
+  std::vector<Step> best;
+  switch (opts.strategy) {
+    case Strategy::naive: best = naive_plan(mesh, s, t); break;
+    case Strategy::exchange: best = exchange_plan(mesh, s, t); break;
+    case Strategy::greedy_per_axis: best = greedy_per_axis_steps(mesh, s, t); break;
+    case Strategy::reshard: {
+      double best_cost = std::numeric_limits<double>::infinity();
+      double collective_cost = best_cost;
+      std::vector<Step> ex = exchange_plan(mesh, s, t);
+      for (Variant v : {Variant{false, false}, Variant{true, false}, Variant{false, true}}) {
+        std::vector<Step> steps = collective_plan(mesh, s, t, v, bound);
+        if (plan_peak(mesh, s, steps) > bound) continue;
+        double c = price(steps);
+        bool has_exchange = std::any_of(steps.begin(), steps.end(), [](const Step& x) { return x.op == Op::exchange; });
+        if (!has_exchange) collective_cost = std::min(collective_cost, c);
+        if (c < best_cost) best_cost = c, best = std::move(steps);
+      }
+      double ex_cost = price(ex);
+      if (ex_cost < best_cost) {
+        if (collective_cost < std::numeric_limits<double>::infinity())
+          plan.notes.push_back(fmt::format("one exchange beats the best collective plan ({:.3g} s vs {:.3g} s estimated)",
+                                           ex_cost, collective_cost));
+        best_cost = ex_cost, best = std::move(ex);
+      }
+      if (collective_cost == std::numeric_limits<double>::infinity() &&
+          std::any_of(best.begin(), best.end(), [](const Step& x) { return x.op == Op::exchange; }))
+        plan.notes.push_back("block boundaries do not nest (uneven sizes): no exact collective plan; exchange used");
+      break;
+    }
+  }
+  // Relabel the ends: the plan was made without size-1 axes.
+  if (best.empty()) {
+    if (!(src == dst)) best.push_back(Step{Op::local, src, dst, {}, {}, LocalKind::relabel});
+  } else {
+    best.front().in = src;
+    best.back().out = dst;
+  }
+  plan.steps = std::move(best);
+  if (opts.exact_stats) analyze(plan);
+  plan.stats.est_time_s = estimate_plan_s(plan, opts);
+  return plan;
+}
+
+}  // namespace reshard
