@@ -510,8 +510,9 @@ TEST_CASE("f16 known values", "[kernels][half]") {
   CHECK(float_to_f16(0x1p-25f) == 0x0000);           // tie between 0 and 2^-24: even (0)
   CHECK(float_to_f16(0x1.000002p-25f) == 0x0001);    // just above the tie
   CHECK(float_to_f16(0x3p-25f) == 0x0002);           // tie between 1 and 2 ulps: even (2)
-  CHECK(float_to_f16(0x1.ffcp-15f) == 0x03ff);       // largest subnormal
-  CHECK(float_to_f16(0x1.ffep-15f) == 0x0400);       // rounds up into the normals
+  CHECK(float_to_f16(0x1.ff8p-15f) == 0x03ff);       // largest subnormal
+  CHECK(float_to_f16(0x1.ffcp-15f) == 0x0400);       // tie with the smallest normal: even
+  CHECK(float_to_f16(0x1.ffap-15f) == 0x03ff);       // below the tie
   CHECK(float_to_f16(0.1f) == 0x2e66);
   CHECK(float_to_f16(1.0f / 3.0f) == 0x3555);
   CHECK(float_to_f16(1.0f + 0x1p-11f) == 0x3c00);    // tie: even (down)

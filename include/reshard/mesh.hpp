@@ -2,6 +2,7 @@
 // A named device mesh (DESIGN.md 1): `x=2,y=4`. Devices are numbered row-major over the axes
 // as written (first axis most significant).
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,8 @@ class Mesh {
   std::vector<int> stride_;
   int devices_ = 1;
 };
+
+inline std::ostream& operator<<(std::ostream& os, const Mesh& v) { return os << v.to_string(); }
 
 }  // namespace reshard
 

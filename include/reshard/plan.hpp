@@ -3,6 +3,7 @@
 // T(0) is the source, T(last) the target. Plans are values: inspectable, printable, and
 // independent of any communicator.
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,6 +75,8 @@ BufferPlan buffer_plan(const Plan& plan);
 
 std::string to_string(const Step& s);
 std::string to_string(const Plan& p);  // readable, one line per step
+
+inline std::ostream& operator<<(std::ostream& os, const Plan& v) { return os << to_string(v); }
 
 }  // namespace reshard
 

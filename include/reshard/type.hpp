@@ -9,6 +9,7 @@
 // Blocks use ceil semantics: a dim of size N split K ways has blocks of B = ceil(N/K);
 // block b covers [min(N, b*B), min(N, (b+1)*B)).
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,6 +83,8 @@ struct Type {
 
 // Ceil-block interval of block b of a dim of size n split k ways.
 Interval ceil_block(std::int64_t n, std::int64_t k, std::int64_t b);
+
+inline std::ostream& operator<<(std::ostream& os, const Type& v) { return os << v.to_string(); }
 
 }  // namespace reshard
 

@@ -13,5 +13,7 @@ Runner add_plan_command(CLI::App& app);
 // Present when built with MPI (src/exec); the tool says so otherwise.
 Runner add_run_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
+// A subcommand that exists but fails with a message saying why (missing backend).
+Runner unavailable(CLI::App& app, const char* name, const char* what);
 
 }  // namespace reshard::cli

@@ -9,6 +9,7 @@
 #include <string>
 #include <type_traits>
 
+#include "reshard/detail/api_walks.hpp"
 #include "reshard/detail/box_walk.hpp"
 #include "reshard/detail/elementwise.hpp"
 #include "reshard/error.hpp"
@@ -17,6 +18,7 @@ namespace reshard {
 namespace {
 
 using detail::BoxWalk;
+using detail::walk_of_box;
 using detail::OpCode;
 
 static_assert(static_cast<int>(ReduceOp::prod) == static_cast<int>(OpCode::prod) &&
@@ -117,56 +119,6 @@ void for_each_run(const BoxWalk& w, Run&& run) {
       idx[k] = 0;
     }
     if (k < 0) return;
-  }
-}
-
-void check_spans(std::size_t rank, std::span<const std::int64_t> a,
-                 std::span<const std::int64_t> b, std::span<const std::int64_t> c,
-                 std::span<const std::int64_t> d, std::span<const std::int64_t> e) {
-  if (a.size() != rank || b.size() != rank || c.size() != rank || d.size() != rank ||
-      e.size() != rank)
-    throw Error("box kernel: shapes, offsets and extent must all have the array's rank");
-}
-
-BoxWalk walk_of_box(std::span<const std::int64_t> src_shape,
-                    std::span<const std::int64_t> src_offset,
-                    std::span<const std::int64_t> dst_shape,
-                    std::span<const std::int64_t> dst_offset,
-                    std::span<const std::int64_t> extent) {
-  check_spans(extent.size(), src_shape, src_offset, dst_shape, dst_offset, extent);
-  BoxWalk w;
-  if (const char* err = detail::make_box_walk(static_cast<int>(extent.size()), src_shape.data(),
-                                              src_offset.data(), dst_shape.data(),
-                                              dst_offset.data(), extent.data(), w))
-    throw Error(std::string("box kernel: ") + err);
-  return w;
-}
-
-// The walk from the global array (source side: offsets are global linear indices) to
-// `device`'s local array of `type` (destination side).
-BoxWalk walk_of_block(const Type& type, const Mesh& mesh, int device) {
-  const Box box = type.block(mesh, device);
-  const std::vector<std::int64_t> global = type.global_shape();
-  std::vector<std::int64_t> lo, ext, zero(box.dims.size(), 0);
-  for (const Interval& iv : box.dims) {
-    lo.push_back(iv.lo);
-    ext.push_back(iv.extent());
-  }
-  return walk_of_box(global, lo, ext, zero, ext);
-}
-
-// Group-linear coordinate of `device` over the reduce clause's axes (as written, the first
-// most significant) and the group size.
-void reduce_coordinate(const Type& type, const Mesh& mesh, int device, int& j, int& g) {
-  j = 0;
-  g = 1;
-  if (type.op == ReduceOp::none) return;
-  for (const std::string& name : type.reduce_axes) {
-    const int a = mesh.axis_index(name);
-    if (a < 0) throw Error("reduce axis '" + name + "' is not in the mesh " + mesh.to_string());
-    const int n = mesh.axes()[a].size;
-    j = j * n + mesh.coord(device, a);
-    g *= n;
   }
 }
 
@@ -310,9 +262,8 @@ double load_as(const void* data, std::int64_t k, DType t) {
 }
 
 void fill_index(void* local, const Type& type, const Mesh& mesh, int device) {
-  const BoxWalk w = walk_of_block(type, mesh, device);
-  int j = 0, g = 1;
-  reduce_coordinate(type, mesh, device, j, g);
+  const BoxWalk w = detail::block_walk(type, mesh, device);
+  const auto [j, g] = detail::reduce_coordinate(type, mesh, device);
   const auto op = static_cast<OpCode>(type.op);
   visit_dtype(type.dtype, [&](auto tag) {
     using Tag = decltype(tag);
@@ -326,7 +277,7 @@ void fill_index(void* local, const Type& type, const Mesh& mesh, int device) {
 }
 
 std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, int device) {
-  const BoxWalk w = walk_of_block(type, mesh, device);
+  const BoxWalk w = detail::block_walk(type, mesh, device);
   std::int64_t bad = 0;
   visit_dtype(type.dtype, [&](auto tag) {
     using Tag = decltype(tag);

@@ -192,6 +192,7 @@ bool move_to(Builder& b, const Type& D) {
 struct Variant {
   bool early_gather = false;          // gather unneeded minor axes before moving, if it fits
   bool exchange_after_shrink = false;  // one exchange replaces the move and grow phases
+  bool direct_permute = false;        // same blocks per dim as the target: one permute first
 };
 
 std::vector<Step> collective_plan(const Mesh& m, const Type& s, const Type& t, Variant v,
@@ -217,6 +218,24 @@ std::vector<Step> collective_plan(const Mesh& m, const Type& s, const Type& t, V
     }
     if (next.reduce_axes.empty()) next.op = ReduceOp::none;
     if (!b.add(Op::reduce_scatter, next, rs_axes, dims)) b.all_reduce(rs_axes);
+  }
+  // A permute straight to the target's dims when every dim already has as many blocks as in
+  // the target (substituting an axis of equal size): no slice, no gather.
+  if (v.direct_permute) {
+    Type next = b.cur;
+    bool same_profile = true;
+    for (int d = 0; d < t.rank(); ++d) {
+      next.dims[d].axes = t.dims[d].axes;
+      same_profile = same_profile && next.num_blocks(m, d) == b.cur.num_blocks(m, d);
+    }
+    for (const auto& a : t.reduce_axes) same_profile = same_profile && next.dim_of(a) < 0;
+    if (same_profile && !same_dims(next, b.cur)) {
+      std::vector<std::string> axes;
+      for (const Axis& ax : m.axes())
+        if (!b.cur.is_partial_over(ax.name) && (b.cur.dim_of(ax.name) >= 0 || next.dim_of(ax.name) >= 0))
+          axes.push_back(ax.name);
+      b.add(Op::permute, next, axes, {});
+    }
   }
   // 2. Shrink: slice the axes the target uses and the current type does not.
   {
@@ -331,6 +350,19 @@ std::int64_t plan_peak(const Mesh& m, const Type& s, const std::vector<Step>& st
   return p;
 }
 
+// Estimated bytes the busiest device receives over a plan (sum of per-step maxima).
+std::int64_t plan_bytes(const Mesh& m, const std::vector<Step>& steps) {
+  std::int64_t b = 0;
+  for (const Step& st : steps) b += estimate_step_bytes(m, st);
+  return b;
+}
+
+std::string describe(const std::vector<Step>& steps) {
+  std::vector<std::string_view> names;
+  for (const Step& st : steps) names.push_back(name_of(st.op));
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
 }  // namespace
 
 std::vector<Step> greedy_per_axis_steps(const Mesh& mesh, const Type& src, const Type& dst);
@@ -358,24 +390,26 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
     case Strategy::reshard: {
       double best_cost = std::numeric_limits<double>::infinity();
       double collective_cost = best_cost;
+      std::vector<Step> best_collective;
       std::vector<Step> ex = exchange_plan(mesh, s, t);
-      for (Variant v : {Variant{false, false}, Variant{true, false}, Variant{false, true}}) {
+      for (Variant v : {Variant{false, false, false}, Variant{true, false, false}, Variant{false, true, false},
+                        Variant{false, false, true}}) {
         std::vector<Step> steps = collective_plan(mesh, s, t, v, bound);
         if (plan_peak(mesh, s, steps) > bound) continue;
         double c = price(steps);
         bool has_exchange = std::any_of(steps.begin(), steps.end(), [](const Step& x) { return x.op == Op::exchange; });
-        if (!has_exchange) collective_cost = std::min(collective_cost, c);
+        if (!has_exchange && c < collective_cost) collective_cost = c, best_collective = steps;
         if (c < best_cost) best_cost = c, best = std::move(steps);
       }
       double ex_cost = price(ex);
-      if (ex_cost < best_cost) {
-        if (collective_cost < std::numeric_limits<double>::infinity())
-          plan.notes.push_back(fmt::format("one exchange beats the best collective plan ({:.3g} s vs {:.3g} s estimated)",
-                                           ex_cost, collective_cost));
-        best_cost = ex_cost, best = std::move(ex);
-      }
-      if (collective_cost == std::numeric_limits<double>::infinity() &&
-          std::any_of(best.begin(), best.end(), [](const Step& x) { return x.op == Op::exchange; }))
+      if (ex_cost < best_cost) best_cost = ex_cost, best = std::move(ex);
+      bool uses_exchange = std::any_of(best.begin(), best.end(), [](const Step& x) { return x.op == Op::exchange; });
+      if (uses_exchange && collective_cost < std::numeric_limits<double>::infinity())
+        plan.notes.push_back(fmt::format(
+            "exchange chosen: the best collective plan ({}) would receive about {} B against {} B, and is "
+            "estimated at {:.3g} s against {:.3g} s", describe(best_collective), plan_bytes(mesh, best_collective),
+            plan_bytes(mesh, best), collective_cost, best_cost));
+      else if (uses_exchange)
         plan.notes.push_back("block boundaries do not nest (uneven sizes): no exact collective plan; exchange used");
       break;
     }

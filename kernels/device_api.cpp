@@ -1,0 +1,110 @@
+// The public device kernel API (reshard/device_kernels.hpp): validates the arguments, turns
+// spans, Type and Mesh into box walks on the host, and hands them to the CUDA launchers.
+// Compiled as C++20 with the host compiler; the CUDA sources stay C++17 behind launch.hpp.
+#include "reshard/device_kernels.hpp"
+
+#include <cstdint>
+
+#include "launch.hpp"
+#include "reshard/detail/api_walks.hpp"
+#include "reshard/detail/box_walk.hpp"
+#include "reshard/detail/elementwise.hpp"
+#include "reshard/kernels.hpp"
+
+namespace reshard {
+namespace {
+
+static_assert(static_cast<int>(ReduceOp::none) == static_cast<int>(detail::OpCode::none) &&
+              static_cast<int>(ReduceOp::sum) == static_cast<int>(detail::OpCode::sum) &&
+              static_cast<int>(ReduceOp::max) == static_cast<int>(detail::OpCode::max) &&
+              static_cast<int>(ReduceOp::min) == static_cast<int>(detail::OpCode::min) &&
+              static_cast<int>(ReduceOp::prod) == static_cast<int>(detail::OpCode::prod));
+static_assert(static_cast<int>(DType::f64) == static_cast<int>(detail::ElemCode::f64) &&
+              static_cast<int>(DType::f32) == static_cast<int>(detail::ElemCode::f32) &&
+              static_cast<int>(DType::f16) == static_cast<int>(detail::ElemCode::f16) &&
+              static_cast<int>(DType::bf16) == static_cast<int>(detail::ElemCode::bf16) &&
+              static_cast<int>(DType::i64) == static_cast<int>(detail::ElemCode::i64) &&
+              static_cast<int>(DType::i32) == static_cast<int>(detail::ElemCode::i32) &&
+              static_cast<int>(DType::i16) == static_cast<int>(detail::ElemCode::i16) &&
+              static_cast<int>(DType::i8) == static_cast<int>(detail::ElemCode::i8) &&
+              static_cast<int>(DType::u8) == static_cast<int>(detail::ElemCode::u8));
+
+detail::OpCode code(ReduceOp op) { return static_cast<detail::OpCode>(op); }
+detail::ElemCode code(DType t) { return static_cast<detail::ElemCode>(t); }
+
+// The walk of n contiguous elements.
+detail::BoxWalk linear_walk(std::int64_t n) {
+  if (n < 0) throw Error("device kernel: negative element count");
+  const std::int64_t zero = 0;
+  detail::BoxWalk w;
+  detail::make_box_walk(1, &n, &zero, &n, &zero, &n, w);  // cannot fail for n >= 0
+  return w;
+}
+
+}  // namespace
+
+bool cuda_device_available(std::string* why) {
+  try {
+    return cuda_detail::device_available(why);
+  } catch (const std::exception& e) {  // e.g. std::bad_alloc building the message
+    if (why) *why = e.what();
+    return false;
+  }
+}
+
+void device_copy_box(const void* src, std::span<const std::int64_t> src_shape,
+                     std::span<const std::int64_t> src_offset, void* dst,
+                     std::span<const std::int64_t> dst_shape,
+                     std::span<const std::int64_t> dst_offset,
+                     std::span<const std::int64_t> extent, std::size_t elem_size, void* stream) {
+  if (elem_size == 0) throw Error("device_copy_box: element size 0");
+  const detail::BoxWalk w =
+      detail::walk_of_box(src_shape, src_offset, dst_shape, dst_offset, extent);
+  cuda_detail::launch_copy(src, dst, w, elem_size, stream);
+}
+
+void device_reduce_box(const void* src, std::span<const std::int64_t> src_shape,
+                       std::span<const std::int64_t> src_offset, void* dst,
+                       std::span<const std::int64_t> dst_shape,
+                       std::span<const std::int64_t> dst_offset,
+                       std::span<const std::int64_t> extent, DType t, ReduceOp op,
+                       void* stream) {
+  const detail::BoxWalk w =
+      detail::walk_of_box(src_shape, src_offset, dst_shape, dst_offset, extent);
+  if (op == ReduceOp::none)  // "reduce" with no op is a copy
+    cuda_detail::launch_copy(src, dst, w, size_of(t), stream);
+  else
+    cuda_detail::launch_reduce(src, dst, w, code(t), code(op), stream);
+}
+
+void device_reduce_into(void* acc, const void* in, std::int64_t n, DType t, ReduceOp op,
+                        void* stream) {
+  const detail::BoxWalk w = linear_walk(n);
+  if (op == ReduceOp::none)
+    cuda_detail::launch_copy(in, acc, w, size_of(t), stream);
+  else
+    cuda_detail::launch_reduce(in, acc, w, code(t), code(op), stream);
+}
+
+void device_fill_identity(void* data, std::int64_t n, DType t, ReduceOp op, void* stream) {
+  if (n < 0) throw Error("device_fill_identity: negative element count");
+  // The identity's bits come from the host kernel, so both sides agree by construction.
+  std::uint64_t pattern = 0;
+  fill_identity(&pattern, 1, t, op);
+  cuda_detail::launch_fill_pattern(data, n, pattern, size_of(t), stream);
+}
+
+void device_fill_index(void* local, const Type& type, const Mesh& mesh, int device,
+                       void* stream) {
+  const detail::BoxWalk w = detail::block_walk(type, mesh, device);
+  const detail::ReduceCoordinate rc = detail::reduce_coordinate(type, mesh, device);
+  cuda_detail::launch_fill_index(local, w, code(type.dtype), code(type.op), rc.j, rc.g, stream);
+}
+
+std::int64_t device_check_index(const void* local, const Type& type, const Mesh& mesh,
+                                int device, void* stream) {
+  const detail::BoxWalk w = detail::block_walk(type, mesh, device);
+  return cuda_detail::launch_check_index(local, w, code(type.dtype), stream);
+}
+
+}  // namespace reshard

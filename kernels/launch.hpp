@@ -1,0 +1,33 @@
+#pragma once
+// Internal interface between the C++20 front end (device_api.cpp, which turns spans, Type and
+// Mesh into box walks) and the CUDA translation units (C++17, no reshard API headers).
+// Pointers are device pointers; `stream` is a cudaStream_t. Walks are in elements, bases
+// included; each launcher is at most one kernel launch and launches nothing for empty work.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "reshard/detail/box_walk.hpp"
+#include "reshard/detail/elementwise.hpp"
+
+namespace reshard::cuda_detail {
+
+bool device_available(std::string* why);
+
+// dst box = src box, moving the widest units (up to 16 bytes) the alignment allows.
+void launch_copy(const void* src, void* dst, const detail::BoxWalk& w, std::size_t elem_size,
+                 void* stream);
+// dst box = op(dst box, src box). Pre: op != none (that is launch_copy).
+void launch_reduce(const void* src, void* dst, const detail::BoxWalk& w, detail::ElemCode t,
+                   detail::OpCode op, void* stream);
+// n elements of elem_size bytes (1, 2, 4 or 8) each set to the low bytes of `pattern`.
+void launch_fill_pattern(void* data, std::int64_t n, std::uint64_t pattern,
+                         std::size_t elem_size, void* stream);
+// local[dst offset] = fill_value(src offset, op, j, g) as type t, over the block walk.
+void launch_fill_index(void* local, const detail::BoxWalk& w, detail::ElemCode t,
+                       detail::OpCode op, int j, int g, void* stream);
+// Number of elements of the block walk whose value is not their index (index_matches).
+std::int64_t launch_check_index(const void* local, const detail::BoxWalk& w, detail::ElemCode t,
+                                void* stream);
+
+}  // namespace reshard::cuda_detail
