@@ -148,9 +148,10 @@ bool dim_covered(const Mesh& m, const IndexedType& in, const IndexedType& out, i
   const auto& ia = in.dims[d].axes;
   std::vector<int> free = axes_in(ia, group);
   if (free.size() == ia.size()) return true;  // every in-block of the dim is reachable
-  std::vector<int> all = ia;
-  for (int a : out.dims[d].axes)
-    if (std::find(all.begin(), all.end(), a) == all.end()) all.push_back(a);
+  // Receivers differ on the out-axes and on the in-axes they cannot vary within the group.
+  std::vector<int> all = out.dims[d].axes;
+  for (int a : ia)
+    if (!(group >> a & 1) && std::find(all.begin(), all.end(), a) == all.end()) all.push_back(a);
   // The free digits form a suffix of the in-axes: the reachable blocks are consecutive.
   bool suffix = std::equal(free.begin(), free.end(), ia.end() - free.size());
   std::vector<int> rc(m.num_axes(), 0);

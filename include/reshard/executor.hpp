@@ -1,0 +1,86 @@
+#pragma once
+// The executor: runs a Plan on one device's local buffers over a communicator backend
+// (comm.hpp). Each step moves exactly the transfers route.hpp defines, with one collective
+// call chosen per step:
+//
+//   all_gather      Allgatherv when every member sends one box to all and receives in place,
+//                   else Alltoallv
+//   all_to_all      Alltoallv
+//   reduce_scatter  Reduce_scatter when all members hold the same block, else point-to-point
+//                   and a reduction in group order
+//   all_reduce      Allreduce, same fallback
+//   permute,
+//   exchange        sparse point-to-point (only the peers that exchange data)
+//   slice, local    one local box copy (make_partial: the identity on non-lead devices)
+//
+// Boxes contiguous in the input are sent straight from it and boxes contiguous in the output
+// land in place; others go through a staging buffer. Transfers to oneself are one box copy.
+// The caller's input is never written. Workspace (BufferPlan scratch slots and staging) is
+// allocated once per plan, kept for later calls and reported (bytes actually allocated).
+//
+// Collective: execute() is collective over every device of the communicator's mesh; all must
+// pass the same plan (checked, see below). Thread safety: none; one thread at a time.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "reshard/comm.hpp"
+#include "reshard/plan.hpp"
+
+namespace reshard {
+
+struct ExecOptions {
+  // Before any data moves, every call checks with one small all-reduce that all devices run
+  // the same plan with buffers of the right sizes (a mismatch throws on every device instead
+  // of hanging). false: only the first call of each plan checks the plan, and buffer sizes
+  // are checked locally (a wrong size then throws on that device only).
+  bool check_every_call = true;
+};
+
+class Executor {
+ public:
+  explicit Executor(Communicator& comm, ExecOptions opts = {});
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Runs `plan` (on comm.mesh()): `in` holds this device's source shard (in_bytes must be
+  // plan.src.local_bytes), `out` receives its target shard (out_bytes must be
+  // plan.dst.local_bytes). Pre: in and out do not overlap. Throws MismatchError on every
+  // device, before any data moves, when devices disagree on the plan or any buffer size is
+  // wrong. An error after data started moving (a failing MPI call) throws on the devices
+  // that see it; the others may then wait: callers should MPI_Abort on it (the CLI does).
+  void execute(const Plan& plan, const void* in, std::size_t in_bytes, void* out, std::size_t out_bytes);
+  void execute(const std::shared_ptr<const Plan>& plan, const void* in, std::size_t in_bytes,
+               void* out, std::size_t out_bytes) {
+    execute(*plan, in, in_bytes, out, out_bytes);
+  }
+
+  // Workspace bytes this device allocated for `plan` (0 before its first execute).
+  std::int64_t workspace_bytes(const Plan& plan) const;
+  // High-water mark of workspace bytes held at once, over all plans, since construction or
+  // release_workspace().
+  std::int64_t workspace_peak_bytes() const { return peak_; }
+  // Frees every plan's workspace (prepared state is rebuilt on the next execute).
+  void release_workspace();
+
+  Communicator& communicator() const { return comm_; }
+
+  struct Prepared;  // per plan: routes, collective choices, buffers (src/exec)
+
+ private:
+  Prepared& prepare(const Plan& plan, const std::string& key);
+
+  Communicator& comm_;
+  ExecOptions opts_;
+  std::map<std::string, std::unique_ptr<Prepared>> prepared_;  // by plan fingerprint text
+  std::int64_t held_ = 0, peak_ = 0;
+};
+
+// Fingerprint text of a plan: mesh, types, strategy and every step. Devices that agree on it
+// move the same data in the same collectives.
+std::string plan_fingerprint(const Plan& plan);
+
+}  // namespace reshard

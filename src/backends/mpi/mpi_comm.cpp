@@ -1,0 +1,189 @@
+#include "mpi_comm.hpp"
+
+#include <algorithm>
+#include <array>
+#include <climits>
+
+#include "reshard/error.hpp"
+#include "reshard/kernels.hpp"
+#include "reshard/route.hpp"
+
+namespace reshard::mpi {
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw Error(fmt::format("{} failed: {}", what, std::string_view(msg, len)));
+}
+
+MPI_Datatype datatype_of(DType t) {
+  switch (t) {
+    case DType::f64: return MPI_DOUBLE;
+    case DType::f32: return MPI_FLOAT;
+    case DType::f16:
+    case DType::bf16: return MPI_UINT16_T;
+    case DType::i64: return MPI_INT64_T;
+    case DType::i32: return MPI_INT32_T;
+    case DType::i16: return MPI_INT16_T;
+    case DType::i8: return MPI_INT8_T;
+    case DType::u8: return MPI_UINT8_T;
+  }
+  throw Error("unknown dtype");
+}
+
+namespace {
+
+// MPI calls user ops as inout[i] = in[i] op inout[i]; reduce_into computes in float for the
+// half formats, as the simulator and the host kernels do.
+template <DType T, ReduceOp Op>
+void half_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  reduce_into(inout, in, *len, T, Op);
+}
+
+template <DType T>
+MPI_Op half_op_of(ReduceOp op) {
+  // Created on first use (MPI is initialised by then); MPI_Finalize releases them.
+  static const std::array<MPI_Op, 4> ops = [] {
+    std::array<MPI_Op, 4> r{};
+    check(MPI_Op_create(&half_op<T, ReduceOp::sum>, 1, &r[0]), "MPI_Op_create");
+    check(MPI_Op_create(&half_op<T, ReduceOp::max>, 1, &r[1]), "MPI_Op_create");
+    check(MPI_Op_create(&half_op<T, ReduceOp::min>, 1, &r[2]), "MPI_Op_create");
+    check(MPI_Op_create(&half_op<T, ReduceOp::prod>, 1, &r[3]), "MPI_Op_create");
+    return r;
+  }();
+  return ops[static_cast<int>(op) - static_cast<int>(ReduceOp::sum)];
+}
+
+int to_int(std::int64_t v, const char* what) {
+  if (v < 0 || v > INT_MAX)
+    throw Error(fmt::format("{} of {} elements does not fit MPI's int counts; use a larger "
+                            "mesh or a smaller array", what, v));
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+MPI_Op op_of(DType t, ReduceOp op) {
+  if (op == ReduceOp::none) throw Error("a reduction needs an op");
+  if (t == DType::f16) return half_op_of<DType::f16>(op);
+  if (t == DType::bf16) return half_op_of<DType::bf16>(op);
+  // Integer sums and products wrap in Open MPI's C loops, as the host kernels do.
+  switch (op) {
+    case ReduceOp::sum: return MPI_SUM;
+    case ReduceOp::max: return MPI_MAX;
+    case ReduceOp::min: return MPI_MIN;
+    default: return MPI_PROD;
+  }
+}
+
+MpiGroup::MpiGroup(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+  check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+}
+
+MpiGroup::~MpiGroup() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (owned_ && !finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void MpiGroup::to_ints(std::span<const Segment> segs, int which) {
+  if (static_cast<int>(segs.size()) != size_)
+    throw Error(fmt::format("{} segments for a group of {}", segs.size(), size_));
+  counts_[which].resize(size_);
+  displs_[which].resize(size_);
+  for (int i = 0; i < size_; ++i) {
+    counts_[which][i] = to_int(segs[i].count, "a message");
+    displs_[which][i] = to_int(segs[i].offset, "a buffer offset");
+  }
+}
+
+void MpiGroup::alltoallv(const void* send, std::span<const Segment> send_segs, void* recv,
+                         std::span<const Segment> recv_segs, DType t) {
+  to_ints(send_segs, 0);
+  to_ints(recv_segs, 1);
+  MPI_Datatype dt = datatype_of(t);
+  check(MPI_Alltoallv(send, counts_[0].data(), displs_[0].data(), dt, recv, counts_[1].data(),
+                      displs_[1].data(), dt, comm_),
+        "MPI_Alltoallv");
+}
+
+void MpiGroup::allgatherv(const void* send, std::int64_t count, void* recv,
+                          std::span<const Segment> recv_segs, DType t) {
+  to_ints(recv_segs, 1);
+  MPI_Datatype dt = datatype_of(t);
+  check(MPI_Allgatherv(send, to_int(count, "a message"), dt, recv, counts_[1].data(), displs_[1].data(),
+                       dt, comm_),
+        "MPI_Allgatherv");
+}
+
+void MpiGroup::reduce_scatter(const void* send, void* recv, std::span<const std::int64_t> counts,
+                              DType t, ReduceOp op) {
+  if (static_cast<int>(counts.size()) != size_)
+    throw Error(fmt::format("{} counts for a group of {}", counts.size(), size_));
+  counts_[0].resize(size_);
+  std::int64_t total = 0;
+  for (int i = 0; i < size_; ++i) {
+    counts_[0][i] = to_int(counts[i], "a message");
+    total += counts[i];
+  }
+  to_int(total, "a reduce-scatter buffer");
+  check(MPI_Reduce_scatter(send, recv, counts_[0].data(), datatype_of(t), op_of(t, op), comm_),
+        "MPI_Reduce_scatter");
+}
+
+void MpiGroup::allreduce(const void* send, void* recv, std::int64_t count, DType t, ReduceOp op) {
+  check(MPI_Allreduce(send, recv, to_int(count, "an all-reduce"), datatype_of(t), op_of(t, op), comm_),
+        "MPI_Allreduce");
+}
+
+void MpiGroup::exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) {
+  // One tag suffices: each exchange completes before the next starts, at most one message
+  // flows per peer and direction, and MPI does not reorder messages between two ranks.
+  constexpr int kTag = 0x5e5;
+  MPI_Datatype dt = datatype_of(t);
+  requests_.clear();
+  for (const RecvMsg& r : recvs) {
+    if (r.peer == rank_) throw Error("exchange: a receive from oneself");
+    requests_.emplace_back();
+    check(MPI_Irecv(r.data, to_int(r.count, "a message"), dt, r.peer, kTag, comm_, &requests_.back()),
+          "MPI_Irecv");
+  }
+  for (const SendMsg& s : sends) {
+    if (s.peer == rank_) throw Error("exchange: a send to oneself");
+    requests_.emplace_back();
+    // MPI-3 takes a const buffer.
+    check(MPI_Isend(s.data, to_int(s.count, "a message"), dt, s.peer, kTag, comm_, &requests_.back()),
+          "MPI_Isend");
+  }
+  check(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+}
+
+void MpiGroup::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+MpiCommunicator::MpiCommunicator(MPI_Comm devices, Mesh mesh) : mesh_(std::move(mesh)), world_(devices, true) {
+  if (world_.size() != mesh_.num_devices())
+    throw MismatchError(fmt::format("mesh {} has {} devices but its communicator has {} ranks", mesh_,
+                                    mesh_.num_devices(), world_.size()));
+}
+
+Group& MpiCommunicator::group(const std::vector<std::string>& axes) {
+  auto it = groups_.find(axes);
+  if (it != groups_.end()) return *it->second;
+  std::vector<int> members = group_of(mesh_, axes, device());
+  // color: the device's coordinates outside the axes, as a number (the group's lowest
+  // device is unique to it); key: its position in group_of() order.
+  int color = members.front();
+  int key = static_cast<int>(std::find(members.begin(), members.end(), device()) - members.begin());
+  MPI_Comm comm = MPI_COMM_NULL;
+  check(MPI_Comm_split(world_.comm(), color, key, &comm), "MPI_Comm_split");
+  auto g = std::make_unique<MpiGroup>(comm, true);
+  if (g->rank() != key || g->size() != static_cast<int>(members.size()))
+    throw Error(fmt::format("group over {{{}}}: MPI ranked this device {} of {}, expected {} of {}",
+                            fmt::join(axes, ","), g->rank(), g->size(), key, members.size()));
+  return *groups_.emplace(axes, std::move(g)).first->second;
+}
+
+}  // namespace reshard::mpi

@@ -1,0 +1,76 @@
+#pragma once
+// The MPI backend (host buffers): comm.hpp's Group and Communicator over MPI communicators.
+// Groups are MPI_Comm_split of the devices' communicator with color = the device's coordinates
+// outside the group's axes and key = its position inside (group_of() order), made once per
+// axis list and cached. Every MPI call's return code is checked (the communicators use
+// MPI_ERRORS_RETURN) and turns into reshard::Error naming the call.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <mpi.h>
+
+#include "reshard/comm.hpp"
+
+namespace reshard::mpi {
+
+// Throws Error("<what> failed: <MPI's message>") unless rc is MPI_SUCCESS.
+void check(int rc, const char* what);
+// The MPI datatype of one element (f16 and bf16 travel as 16-bit words).
+MPI_Datatype datatype_of(DType t);
+// MPI's built-in op, or for f16/bf16 a commutative user op that computes in float.
+MPI_Op op_of(DType t, ReduceOp op);
+
+class MpiGroup final : public Group {
+ public:
+  // Takes ownership of `comm` (freed in the destructor) when `owned`.
+  MpiGroup(MPI_Comm comm, bool owned);
+  ~MpiGroup() override;
+  MpiGroup(const MpiGroup&) = delete;
+  MpiGroup& operator=(const MpiGroup&) = delete;
+
+  MPI_Comm comm() const { return comm_; }
+  int size() const override { return size_; }
+  int rank() const override { return rank_; }
+  void alltoallv(const void* send, std::span<const Segment> send_segs, void* recv,
+                 std::span<const Segment> recv_segs, DType t) override;
+  void allgatherv(const void* send, std::int64_t count, void* recv, std::span<const Segment> recv_segs,
+                  DType t) override;
+  void reduce_scatter(const void* send, void* recv, std::span<const std::int64_t> counts, DType t,
+                      ReduceOp op) override;
+  void allreduce(const void* send, void* recv, std::int64_t count, DType t, ReduceOp op) override;
+  void exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) override;
+  void barrier() override;
+
+ private:
+  // Fills counts_/displs_ (slot 0 or 1) from segments, checking that they fit MPI's int.
+  void to_ints(std::span<const Segment> segs, int which);
+
+  MPI_Comm comm_;
+  bool owned_;
+  int size_ = 0, rank_ = 0;
+  std::vector<int> counts_[2], displs_[2];  // reused between calls
+  std::vector<MPI_Request> requests_;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // `devices` has exactly mesh.num_devices() ranks, rank = device number; taken over (freed
+  // with this object). Its error handler must already be MPI_ERRORS_RETURN.
+  MpiCommunicator(MPI_Comm devices, Mesh mesh);
+
+  std::string_view backend() const override { return "mpi"; }
+  const Mesh& mesh() const override { return mesh_; }
+  int device() const override { return world_.rank(); }
+  Group& world() override { return world_; }
+  Group& group(const std::vector<std::string>& axes) override;
+  MPI_Comm comm() const { return world_.comm(); }
+
+ private:
+  Mesh mesh_;
+  MpiGroup world_;
+  std::map<std::vector<std::string>, std::unique_ptr<MpiGroup>> groups_;
+};
+
+}  // namespace reshard::mpi

@@ -1,0 +1,68 @@
+#pragma once
+// One step of a plan as this device executes it: the transfers of route.hpp turned into
+// buffer offsets, the collective chosen for it, and where packing is needed. Built once per
+// plan (prepare_step) and run on every call (run_step).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "reshard/comm.hpp"
+#include "reshard/plan.hpp"
+
+namespace reshard::exec {
+
+using Shape = std::vector<std::int64_t>;
+
+// How a step moves its data (executor.hpp says which op gets which).
+enum class Mode { local, allgatherv, alltoallv, reduce_scatter, allreduce, p2p, p2p_reduce };
+std::string_view name_of(Mode m);
+
+// One box moved by this device. `in_off` locates it in the input block (sends, self),
+// `out_off` in the output block (receives, self). `at` is its element offset in the buffer it
+// travels from or to: the input or output array when it is contiguous there, else staging.
+struct Xfer {
+  int peer = 0;        // rank in the step's group; -1 for this device itself
+  Shape extent, in_off, out_off;
+  std::int64_t count = 0;
+  std::int64_t at = 0;
+};
+
+struct StepExec {
+  Mode mode = Mode::local;
+  Group* group = nullptr;  // the step's group (world for point-to-point)
+  DType dtype = DType::f32;
+  ReduceOp op = ReduceOp::none;  // the reduction of reducing steps
+  Shape in_shape, out_shape;     // this device's blocks
+  std::vector<Xfer> sends, recvs;  // with other devices, in group order
+  std::vector<Xfer> self;          // at most one box this device keeps (reduce fallback: none)
+  // Reduce fallback: every contribution in group order, this device's own (peer -1) included.
+  std::vector<Xfer> reduce_order;
+  bool stage_sends = false, stage_recvs = false;
+  std::int64_t send_stage = 0, recv_stage = 0;  // staging elements; receives follow sends
+  // Collective arguments, by group rank.
+  std::vector<Segment> send_segs, recv_segs;
+  std::vector<std::int64_t> counts;
+  std::int64_t count = 0, send_at = 0;  // allgatherv: this device's box; allreduce: elements
+  bool send_direct = false;             // allgatherv / reduce_scatter: send from the input
+  bool fill_identity = false;           // make_partial on a non-lead device
+  int tag = 0;                          // step index
+};
+
+// Pre: the step is valid on `mesh`. Collective over all devices: creates group communicators.
+StepExec prepare_step(Communicator& comm, const Step& step, int index);
+
+// Runs the step: reads `in` (this device's in-block), writes `out` (its out-block), uses
+// `staging` (at least send_stage + recv_stage elements).
+void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte* staging);
+
+}  // namespace reshard::exec
+
+template <>
+struct fmt::formatter<reshard::exec::Mode> : fmt::formatter<std::string_view> {
+  template <typename Ctx>
+  auto format(reshard::exec::Mode m, Ctx& ctx) const {
+    return fmt::formatter<std::string_view>::format(reshard::exec::name_of(m), ctx);
+  }
+};

@@ -1,0 +1,255 @@
+// prepare_step: from a step's route (route.hpp) to buffer offsets and one collective call.
+// A collective needs every member of the group to call it with matching counts, so whether a
+// step fits Allgatherv or Reduce_scatter is decided from every member's route, never from this
+// device's alone; the group communicator is asked for by op only, so that all devices create
+// the same communicators in the same order.
+#include <algorithm>
+
+#include "reshard/route.hpp"
+#include "step_exec.hpp"
+
+namespace reshard::exec {
+
+std::string_view name_of(Mode m) {
+  switch (m) {
+    case Mode::local: return "local";
+    case Mode::allgatherv: return "allgatherv";
+    case Mode::alltoallv: return "alltoallv";
+    case Mode::reduce_scatter: return "reduce_scatter";
+    case Mode::allreduce: return "allreduce";
+    case Mode::p2p: return "p2p";
+    case Mode::p2p_reduce: return "p2p_reduce";
+  }
+  return "?";
+}
+
+namespace {
+
+Shape extents(const Box& b) {
+  Shape s;
+  for (const Interval& i : b.dims) s.push_back(i.extent());
+  return s;
+}
+Shape offset_in(const Box& box, const Box& block) {
+  Shape s;
+  for (std::size_t d = 0; d < box.dims.size(); ++d) s.push_back(box.dims[d].lo - block.dims[d].lo);
+  return s;
+}
+// Element offset of the box's first element in the row-major array of `block`.
+std::int64_t linear_offset(const Box& box, const Box& block) {
+  std::int64_t off = 0;
+  for (std::size_t d = 0; d < box.dims.size(); ++d)
+    off = off * block.dims[d].extent() + (box.dims[d].lo - block.dims[d].lo);
+  return off;
+}
+
+// What every step needs: this device's blocks, its route, and its peers' group ranks.
+struct Ctx {
+  const Mesh& mesh;
+  const Step& step;
+  int me;
+  Box in_block, out_block;
+  DeviceRoute route;
+  std::vector<int> members;  // the group in group order (empty: peers are device numbers)
+
+  int rank_of(int device) const {
+    if (members.empty()) return device;
+    return static_cast<int>(std::find(members.begin(), members.end(), device) - members.begin());
+  }
+  Xfer send(const Transfer& t) const {
+    return {rank_of(t.peer), extents(t.box), offset_in(t.box, in_block), {}, t.box.volume(), 0};
+  }
+  Xfer recv(const Transfer& t) const {
+    return {rank_of(t.peer), extents(t.box), {}, offset_in(t.box, out_block), t.box.volume(), 0};
+  }
+  Xfer self(const Box& b) const {
+    return {-1, extents(b), offset_in(b, in_block), offset_in(b, out_block), b.volume(), 0};
+  }
+};
+
+// Places sends in the input (all contiguous) or, packed in order, in staging.
+void place_sends(const Ctx& c, StepExec& s) {
+  s.stage_sends = false;
+  for (const Transfer& t : c.route.sends)
+    if (t.peer != c.me && !contiguous_in(t.box, c.in_block)) s.stage_sends = true;
+  for (const Transfer& t : c.route.sends) {
+    if (t.peer == c.me) continue;
+    Xfer x = c.send(t);
+    x.at = s.stage_sends ? s.send_stage : linear_offset(t.box, c.in_block);
+    if (s.stage_sends) s.send_stage += x.count;
+    s.sends.push_back(std::move(x));
+  }
+}
+
+// Places receives in the output (all contiguous) or staging; `force` stages them anyway.
+void place_recvs(const Ctx& c, StepExec& s, bool force) {
+  s.stage_recvs = force;
+  for (const Transfer& t : c.route.recvs)
+    if (t.peer != c.me && !contiguous_in(t.box, c.out_block)) s.stage_recvs = true;
+  for (const Transfer& t : c.route.recvs) {
+    if (t.peer == c.me) continue;
+    Xfer x = c.recv(t);
+    x.at = s.stage_recvs ? s.recv_stage : linear_offset(t.box, c.out_block);
+    if (s.stage_recvs) s.recv_stage += x.count;
+    s.recvs.push_back(std::move(x));
+  }
+}
+
+void place_self(const Ctx& c, StepExec& s) {
+  for (const Transfer& t : c.route.sends)
+    if (t.peer == c.me) s.self.push_back(c.self(t.box));
+}
+
+void fill_segments(StepExec& s, int group_size) {
+  s.send_segs.assign(group_size, {});
+  s.recv_segs.assign(group_size, {});
+  for (const Xfer& x : s.sends) s.send_segs[x.peer] = {x.at, x.count};
+  for (const Xfer& x : s.recvs) s.recv_segs[x.peer] = {x.at, x.count};
+}
+
+// Allgatherv fits when every member sends one box to every member (or nothing at all) and
+// every member can receive every box in place. Fills each member's box.
+bool allgather_fits(const Ctx& c, std::vector<Box>& contrib) {
+  const std::size_t g = c.members.size();
+  std::vector<DeviceRoute> routes(g);
+  contrib.assign(g, Box{});
+  std::size_t senders = 0;
+  for (std::size_t i = 0; i < g; ++i) {
+    routes[i] = route(c.mesh, c.step, c.members[i]);
+    const auto& sends = routes[i].sends;
+    if (sends.empty()) continue;
+    if (sends.size() != g) return false;
+    for (const Transfer& t : sends)
+      if (t.box != sends.front().box) return false;
+    contrib[i] = sends.front().box;
+    ++senders;
+  }
+  for (std::size_t i = 0; i < g; ++i) {
+    Box out = c.step.out.block(c.mesh, c.members[i]);
+    if (routes[i].recvs.size() != senders) return false;
+    for (const Transfer& t : routes[i].recvs)
+      if (t.box != contrib[c.rank_of(t.peer)] || !contiguous_in(t.box, out)) return false;
+  }
+  return true;
+}
+
+// Reduce_scatter and Allreduce fit when all members hold the same in-block (then every
+// member sends every receiver the same box); Allreduce also needs out-block = in-block.
+bool reduction_fits(const Ctx& c, bool all_reduce) {
+  for (int m : c.members) {
+    if (c.step.in.block(c.mesh, m) != c.in_block) return false;
+    if (all_reduce && c.step.out.block(c.mesh, m) != c.in_block) return false;
+  }
+  return true;
+}
+
+void prepare_local(const Ctx& c, StepExec& s) {
+  s.mode = Mode::local;
+  place_self(c, s);
+  if (c.step.local_kind != LocalKind::make_partial) return;
+  bool lead = true;  // device 0 of each new pending group keeps the value (as the simulator)
+  for (const auto& a : c.step.axes) lead = lead && c.mesh.coord(c.me, c.mesh.axis_index(a)) == 0;
+  s.fill_identity = !lead && (c.step.out.op == ReduceOp::sum || c.step.out.op == ReduceOp::prod);
+}
+
+void prepare_allgatherv(const Ctx& c, StepExec& s, const std::vector<Box>& contrib) {
+  s.mode = Mode::allgatherv;
+  const Box& mine = contrib[c.rank_of(c.me)];
+  s.count = mine.volume();
+  s.send_direct = contiguous_in(mine, c.in_block);
+  s.send_at = s.send_direct && s.count ? linear_offset(mine, c.in_block) : 0;
+  if (!s.send_direct) {
+    s.send_stage = s.count;
+    s.sends.push_back(c.self(mine));  // packed once, sent to all
+  }
+  for (const Box& b : contrib) s.recv_segs.push_back({b.volume() ? linear_offset(b, c.out_block) : 0, b.volume()});
+}
+
+void prepare_moving(Ctx& c, StepExec& s, Communicator& comm) {
+  const bool p2p = c.step.op == Op::permute || c.step.op == Op::exchange;
+  if (p2p) {
+    s.group = &comm.world();  // peers are device numbers; only the pairs that exchange talk
+    s.mode = Mode::p2p;
+  } else {
+    s.group = &comm.group(c.step.axes);
+    c.members = group_of(c.mesh, c.step.axes, c.me);
+    std::vector<Box> contrib;
+    if (c.step.op == Op::all_gather && allgather_fits(c, contrib)) return prepare_allgatherv(c, s, contrib);
+    s.mode = Mode::alltoallv;
+  }
+  place_sends(c, s);
+  place_recvs(c, s, false);
+  place_self(c, s);
+  if (s.mode == Mode::alltoallv) fill_segments(s, s.group->size());
+}
+
+// Reduce_scatter: sends in group order from the input when they lie there back to back, the
+// result in place when it is contiguous in the output.
+void prepare_reduce_scatter(const Ctx& c, StepExec& s) {
+  s.mode = Mode::reduce_scatter;
+  s.counts.assign(c.members.size(), 0);
+  for (std::size_t i = 0; i < c.members.size(); ++i)
+    s.counts[i] = intersect(c.in_block, c.step.out.block(c.mesh, c.members[i])).volume();
+  s.send_direct = true;
+  std::int64_t expect = 0;
+  for (const Transfer& t : c.route.sends) {
+    s.send_direct = s.send_direct && contiguous_in(t.box, c.in_block) && linear_offset(t.box, c.in_block) == expect;
+    expect += t.box.volume();
+  }
+  if (!s.send_direct) {
+    for (const Transfer& t : c.route.sends) {
+      Xfer x = c.send(t);
+      x.at = s.send_stage;
+      s.send_stage += x.count;
+      s.sends.push_back(std::move(x));
+    }
+  }
+  Box mine = intersect(c.in_block, c.out_block);
+  Xfer r = c.recv({c.me, mine});
+  s.stage_recvs = !contiguous_in(mine, c.out_block);
+  r.at = s.stage_recvs ? 0 : (mine.volume() ? linear_offset(mine, c.out_block) : 0);
+  s.recv_stage = s.stage_recvs ? r.count : 0;
+  s.recvs.push_back(std::move(r));
+}
+
+// Fallback: point-to-point, then this device reduces what it got in group order.
+void prepare_reduce_p2p(Ctx& c, StepExec& s, Communicator& comm) {
+  s.mode = Mode::p2p_reduce;
+  s.group = &comm.world();
+  c.members.clear();  // peers by device number on the world group
+  place_sends(c, s);
+  place_recvs(c, s, true);
+  std::size_t next = 0;
+  for (const Transfer& t : c.route.recvs)
+    s.reduce_order.push_back(t.peer == c.me ? c.self(t.box) : s.recvs[next++]);
+}
+
+void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm) {
+  s.group = &comm.group(c.step.axes);
+  c.members = group_of(c.mesh, c.step.axes, c.me);
+  const bool all_reduce = c.step.op == Op::all_reduce;
+  if (!reduction_fits(c, all_reduce)) return prepare_reduce_p2p(c, s, comm);
+  if (!all_reduce) return prepare_reduce_scatter(c, s);
+  s.mode = Mode::allreduce;
+  s.count = c.in_block.volume();
+}
+
+}  // namespace
+
+StepExec prepare_step(Communicator& comm, const Step& step, int index) {
+  const Mesh& mesh = comm.mesh();
+  const int me = comm.device();
+  Ctx c{mesh, step, me, step.in.block(mesh, me), step.out.block(mesh, me), route(mesh, step, me), {}};
+  StepExec s;
+  s.dtype = step.in.dtype;
+  s.op = step.in.op;
+  s.in_shape = extents(c.in_block);
+  s.out_shape = extents(c.out_block);
+  s.tag = index;
+  if (!step.communicates()) prepare_local(c, s);
+  else if (step.reduces()) prepare_reducing(c, s, comm);
+  else prepare_moving(c, s, comm);
+  return s;
+}
+
+}  // namespace reshard::exec
