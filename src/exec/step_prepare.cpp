@@ -145,6 +145,7 @@ bool reduction_fits(const Ctx& c, bool all_reduce) {
 
 void prepare_local(const Ctx& c, StepExec& s) {
   s.mode = Mode::local;
+  s.op = c.step.out.op;  // make_partial fills the identity of the reduction it starts
   place_self(c, s);
   if (c.step.local_kind != LocalKind::make_partial) return;
   bool lead = true;  // device 0 of each new pending group keeps the value (as the simulator)

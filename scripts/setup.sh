@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what reshard needs on Debian 12 (as root) and builds it into ./build.
+# CUDA and NCCL are used when their toolkit is installed (CUDA_HOME or /usr/local/cuda).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends build-essential cmake ninja-build python3 \
+    libopenmpi-dev openmpi-bin libfmt-dev catch2 nlohmann-json3-dev libcli11-dev >/dev/null
+fi
+if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda ]; then export CUDA_HOME=/usr/local/cuda; fi
+if [ -n "${CUDA_HOME:-}" ]; then export PATH="$CUDA_HOME/bin:$PATH"; fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${RESHARD_CMAKE_ARGS:-}
+cmake --build build -j "$(nproc)"

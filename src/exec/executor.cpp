@@ -1,0 +1,144 @@
+// The executor (executor.hpp): per plan, once, each step's transfers and collective
+// (step_exec.hpp) and the buffers they run in; per call, an agreement check and the steps.
+#include "reshard/executor.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "reshard/error.hpp"
+#include "step_exec.hpp"
+
+namespace reshard {
+
+namespace {
+constexpr int kInput = -1;  // the caller's input; slot 0 is the caller's output
+constexpr int kSlots = 4;   // 0: output, 1-2: BufferPlan scratch, 3: see assign_slots
+}  // namespace
+
+struct Executor::Prepared {
+  std::vector<exec::StepExec> steps;
+  std::vector<int> in_slot, out_slot;
+  std::unique_ptr<std::byte[]> scratch[kSlots];  // [0] unused: the caller's output
+  std::unique_ptr<std::byte[]> staging;
+  std::int64_t bytes = 0;  // allocated
+};
+
+std::string plan_fingerprint(const Plan& plan) {
+  std::string s = fmt::format("{}|{}|{}|{}", plan.mesh, plan.src, plan.dst, plan.strategy);
+  for (const Step& step : plan.steps) s += "|" + to_string(step);
+  return s;
+}
+
+namespace {
+
+std::string summary(const Plan& plan) {
+  return fmt::format("mesh {}, {} -> {} ({} plan, {} steps)", plan.mesh, plan.src, plan.dst, plan.strategy,
+                     plan.steps.size());
+}
+
+bool overlap(const void* a, std::size_t na, const void* b, std::size_t nb) {
+  auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  return na && nb && pa < pb + nb && pb < pa + na;
+}
+
+// What is wrong with this device's call, or "" (checked before the agreement, so that every
+// device learns of it).
+std::string local_error(const Communicator& comm, const Plan& plan, const void* in, std::size_t in_bytes,
+                        const void* out, std::size_t out_bytes) {
+  const int me = comm.device();
+  if (!(plan.mesh == comm.mesh()))
+    return fmt::format("the plan is for mesh {}, the communicator's mesh is {}", plan.mesh, comm.mesh());
+  auto want_in = static_cast<std::size_t>(plan.src.local_bytes(plan.mesh, me));
+  auto want_out = static_cast<std::size_t>(plan.dst.local_bytes(plan.mesh, me));
+  if (in_bytes != want_in)
+    return fmt::format("the input buffer of device {} has {} bytes; its shard of the source {} has {}", me,
+                       in_bytes, plan.src, want_in);
+  if (out_bytes != want_out)
+    return fmt::format("the output buffer of device {} has {} bytes; its shard of the target {} has {}", me,
+                       out_bytes, plan.dst, want_out);
+  if ((in_bytes && !in) || (out_bytes && !out)) return fmt::format("device {} passed a null buffer", me);
+  if (overlap(in, in_bytes, out, out_bytes))
+    return fmt::format("the input and output buffers of device {} overlap", me);
+  return {};
+}
+
+// BufferPlan's slots, except that it sizes the output by the largest target shard of any
+// device: where this device's intermediate would not fit its own (smaller, uneven) output
+// buffer, the step writes a third scratch buffer instead. Neither neighbour of a step in
+// slot 0 is in slot 0, so slot 3 never meets itself.
+void assign_slots(const Plan& plan, int me, std::int64_t out_bytes, Executor::Prepared& p) {
+  const int n = static_cast<int>(plan.steps.size());
+  BufferPlan bp = buffer_plan(plan);
+  p.in_slot.assign(n, kInput);
+  p.out_slot.assign(n, 0);
+  for (int k = 0; k < n; ++k) {
+    p.out_slot[k] = bp.slot[k];
+    if (k + 1 < n && bp.slot[k] == 0 && plan.steps[k].out.local_bytes(plan.mesh, me) > out_bytes) p.out_slot[k] = 3;
+    if (k > 0) p.in_slot[k] = p.out_slot[k - 1];
+  }
+}
+
+std::unique_ptr<std::byte[]> allocate(std::int64_t bytes, std::int64_t& total) {
+  total += bytes;
+  return std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(bytes));
+}
+
+}  // namespace
+
+Executor::Executor(Communicator& comm, ExecOptions opts) : comm_(comm), opts_(opts) {}
+Executor::~Executor() = default;
+
+Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) {
+  auto p = std::make_unique<Prepared>();
+  const int me = comm_.device();
+  const auto elem = static_cast<std::int64_t>(size_of(plan.src.dtype));
+  for (std::size_t k = 0; k < plan.steps.size(); ++k)
+    p->steps.push_back(exec::prepare_step(comm_, plan.steps[k], static_cast<int>(k)));
+  assign_slots(plan, me, plan.dst.local_bytes(plan.mesh, me), *p);
+  std::int64_t slot_bytes[kSlots] = {}, stage = 0;
+  for (std::size_t k = 0; k < plan.steps.size(); ++k) {
+    std::int64_t& b = slot_bytes[p->out_slot[k]];
+    b = std::max(b, plan.steps[k].out.local_bytes(plan.mesh, me));
+    stage = std::max(stage, (p->steps[k].send_stage + p->steps[k].recv_stage) * elem);
+  }
+  for (int s = 1; s < kSlots; ++s)
+    if (slot_bytes[s]) p->scratch[s] = allocate(slot_bytes[s], p->bytes);
+  if (stage) p->staging = allocate(stage, p->bytes);
+  held_ += p->bytes;
+  peak_ = std::max(peak_, held_);
+  return *prepared_.emplace(key, std::move(p)).first->second;
+}
+
+void Executor::execute(const Plan& plan, const void* in, std::size_t in_bytes, void* out, std::size_t out_bytes) {
+  std::string key = plan_fingerprint(plan);
+  auto it = prepared_.find(key);
+  std::string err = local_error(comm_, plan, in, in_bytes, out, out_bytes);
+  if (opts_.check_every_call || it == prepared_.end())
+    check_agreement(comm_.world(), fnv1a(key), summary(plan), err);
+  else if (!err.empty())
+    throw MismatchError(err);
+  Prepared& p = it != prepared_.end() ? *it->second : prepare(plan, key);
+  if (plan.steps.empty()) {
+    if (in_bytes) std::memcpy(out, in, in_bytes);
+    return;
+  }
+  auto buffer = [&](int slot) {
+    return slot == 0 ? static_cast<std::byte*>(out) : p.scratch[slot].get();
+  };
+  for (std::size_t k = 0; k < p.steps.size(); ++k) {
+    const std::byte* src = p.in_slot[k] == kInput ? static_cast<const std::byte*>(in) : buffer(p.in_slot[k]);
+    exec::run_step(p.steps[k], src, buffer(p.out_slot[k]), p.staging.get());
+  }
+}
+
+std::int64_t Executor::workspace_bytes(const Plan& plan) const {
+  auto it = prepared_.find(plan_fingerprint(plan));
+  return it == prepared_.end() ? 0 : it->second->bytes;
+}
+
+void Executor::release_workspace() {
+  prepared_.clear();
+  held_ = peak_ = 0;
+}
+
+}  // namespace reshard
