@@ -14,23 +14,7 @@
 namespace reshard {
 namespace {
 
-static_assert(static_cast<int>(ReduceOp::none) == static_cast<int>(detail::OpCode::none) &&
-              static_cast<int>(ReduceOp::sum) == static_cast<int>(detail::OpCode::sum) &&
-              static_cast<int>(ReduceOp::max) == static_cast<int>(detail::OpCode::max) &&
-              static_cast<int>(ReduceOp::min) == static_cast<int>(detail::OpCode::min) &&
-              static_cast<int>(ReduceOp::prod) == static_cast<int>(detail::OpCode::prod));
-static_assert(static_cast<int>(DType::f64) == static_cast<int>(detail::ElemCode::f64) &&
-              static_cast<int>(DType::f32) == static_cast<int>(detail::ElemCode::f32) &&
-              static_cast<int>(DType::f16) == static_cast<int>(detail::ElemCode::f16) &&
-              static_cast<int>(DType::bf16) == static_cast<int>(detail::ElemCode::bf16) &&
-              static_cast<int>(DType::i64) == static_cast<int>(detail::ElemCode::i64) &&
-              static_cast<int>(DType::i32) == static_cast<int>(detail::ElemCode::i32) &&
-              static_cast<int>(DType::i16) == static_cast<int>(detail::ElemCode::i16) &&
-              static_cast<int>(DType::i8) == static_cast<int>(detail::ElemCode::i8) &&
-              static_cast<int>(DType::u8) == static_cast<int>(detail::ElemCode::u8));
-
-detail::OpCode code(ReduceOp op) { return static_cast<detail::OpCode>(op); }
-detail::ElemCode code(DType t) { return static_cast<detail::ElemCode>(t); }
+using detail::code;
 
 // The walk of n contiguous elements.
 detail::BoxWalk linear_walk(std::int64_t n) {

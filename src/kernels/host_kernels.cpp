@@ -14,17 +14,19 @@
 #include "reshard/detail/elementwise.hpp"
 #include "reshard/error.hpp"
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define RESHARD_X86_F16C 1
+#else
+#define RESHARD_X86_F16C 0
+#endif
+
 namespace reshard {
 namespace {
 
 using detail::BoxWalk;
-using detail::walk_of_box;
 using detail::OpCode;
-
-static_assert(static_cast<int>(ReduceOp::prod) == static_cast<int>(OpCode::prod) &&
-              static_cast<int>(ReduceOp::none) == static_cast<int>(OpCode::none));
-static_assert(static_cast<int>(DType::u8) == static_cast<int>(detail::ElemCode::u8) &&
-              static_cast<int>(DType::f16) == static_cast<int>(detail::ElemCode::f16));
+using detail::walk_of_box;
 
 // Tags for the two 16-bit float formats, which are stored as uint16_t bits.
 struct F16 {};
@@ -65,22 +67,99 @@ template <typename Tag>
 using storage_t = std::conditional_t<std::is_same_v<Tag, F16> || std::is_same_v<Tag, BF16>,
                                      std::uint16_t, Tag>;
 
+// Half-precision conversions, defined here so that the element loops inline them.
+// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
+inline std::uint16_t f16_bits(float f) {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+  const std::uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) {  // inf, or NaN: keep it a (quiet) NaN with the top payload bits
+    if (ax == 0x7f800000u) return sign | 0x7c00u;
+    return static_cast<std::uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+  }
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to infinity
+  if (ax >= 0x38800000u) {                      // normal in f16 (>= 2^-14)
+    // Round to nearest even at bit 13; a carry into the exponent is the right answer.
+    const std::uint32_t rounded = ax + 0xfffu + ((ax >> 13) & 1u);
+    return static_cast<std::uint16_t>(sign | ((rounded - (112u << 23)) >> 13));
+  }
+  if (ax <= 0x33000000u) return sign;  // <= 2^-25 (the tie goes to even: zero)
+  // Subnormal in f16: value / 2^-24 rounded to nearest even.
+  const std::uint32_t e = ax >> 23;                       // 102..112
+  const std::uint32_t m = (ax & 0x7fffffu) | 0x800000u;  // value = m * 2^(e-150)
+  const std::uint32_t shift = 126u - e;                   // 14..24
+  std::uint32_t q = m >> shift;
+  const std::uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  if (rem > half || (rem == half && (q & 1u))) ++q;  // may carry into the smallest normal
+  return static_cast<std::uint16_t>(sign | q);
+}
+
+inline float f16_value(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    const float mag = static_cast<float>(mant) * 0x1p-24f;
+    return sign ? -mag : mag;
+  }
+  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+// bfloat16 is the top half of a float.
+inline std::uint16_t bf16_bits(float f) {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u)  // NaN: truncate, forcing quiet so it stays a NaN
+    return static_cast<std::uint16_t>((x >> 16) | 0x0040u);
+  return static_cast<std::uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+inline float bf16_value(std::uint16_t h) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
+}
+
 // Element codecs: value <-> storage, through float for the half formats.
 template <typename Tag>
 double to_double(storage_t<Tag> s) {
-  if constexpr (std::is_same_v<Tag, F16>) return f16_to_float(s);
-  else if constexpr (std::is_same_v<Tag, BF16>) return bf16_to_float(s);
+  if constexpr (std::is_same_v<Tag, F16>) return f16_value(s);
+  else if constexpr (std::is_same_v<Tag, BF16>) return bf16_value(s);
   else return static_cast<double>(s);
 }
 
 // C++ cast semantics; integers narrower than 64 bits take the low bits of the int64 value.
 template <typename Tag>
 storage_t<Tag> from_double(double v) {
-  if constexpr (std::is_same_v<Tag, F16>) return float_to_f16(static_cast<float>(v));
-  else if constexpr (std::is_same_v<Tag, BF16>) return float_to_bf16(static_cast<float>(v));
+  if constexpr (std::is_same_v<Tag, F16>) return f16_bits(static_cast<float>(v));
+  else if constexpr (std::is_same_v<Tag, BF16>) return bf16_bits(static_cast<float>(v));
   else if constexpr (std::is_floating_point_v<Tag>) return static_cast<Tag>(v);
   else return static_cast<Tag>(static_cast<std::uint64_t>(detail::wrap_to_int64(v)));
 }
+
+#if RESHARD_X86_F16C
+// The scalar f16 conversions cost a few ns per element; x86's F16C converts 8 at a time with
+// the same IEEE round-to-nearest-even (and the same quiet NaNs). The baseline x86-64 target
+// lacks it, so it is compiled per function and chosen at run time.
+bool cpu_has_f16c() {
+  static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return has;
+}
+
+// acc[k] = op(acc[k], in[k]) for the first n - n % 8 elements; returns how many it did.
+template <OpCode Op>
+__attribute__((target("avx,f16c"))) std::int64_t reduce_f16_f16c(std::uint16_t* acc,
+                                                                 const std::uint16_t* in,
+                                                                 std::int64_t n) {
+  std::int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    alignas(32) float a[8], b[8];
+    _mm256_store_ps(a, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(acc + k))));
+    _mm256_store_ps(b, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + k))));
+    for (int e = 0; e < 8; ++e) a[e] = detail::combine<Op>(a[e], b[e]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(acc + k),
+                     _mm256_cvtps_ph(_mm256_load_ps(a), _MM_FROUND_TO_NEAREST_INT));
+  }
+  return k;
+}
+#endif
 
 // acc[k] = op(acc[k], in[k]) for k < n, for one dtype tag and op.
 template <typename Tag, OpCode Op>
@@ -88,11 +167,15 @@ void reduce_run(storage_t<Tag>* acc, const storage_t<Tag>* in, std::int64_t n) {
   if constexpr (Op == OpCode::none) {
     std::memcpy(acc, in, static_cast<std::size_t>(n) * sizeof(storage_t<Tag>));
   } else if constexpr (std::is_same_v<Tag, F16>) {
-    for (std::int64_t k = 0; k < n; ++k)
-      acc[k] = float_to_f16(detail::combine<Op>(f16_to_float(acc[k]), f16_to_float(in[k])));
+    std::int64_t done = 0;
+#if RESHARD_X86_F16C
+    if (n >= 8 && cpu_has_f16c()) done = reduce_f16_f16c<Op>(acc, in, n);
+#endif
+    for (std::int64_t k = done; k < n; ++k)
+      acc[k] = f16_bits(detail::combine<Op>(f16_value(acc[k]), f16_value(in[k])));
   } else if constexpr (std::is_same_v<Tag, BF16>) {
     for (std::int64_t k = 0; k < n; ++k)
-      acc[k] = float_to_bf16(detail::combine<Op>(bf16_to_float(acc[k]), bf16_to_float(in[k])));
+      acc[k] = bf16_bits(detail::combine<Op>(bf16_value(acc[k]), bf16_value(in[k])));
   } else {
     for (std::int64_t k = 0; k < n; ++k) acc[k] = detail::combine<Op>(acc[k], in[k]);
   }
@@ -122,6 +205,14 @@ void for_each_run(const BoxWalk& w, Run&& run) {
   }
 }
 
+// Copies a walk whose runs are single elements of type E.
+template <typename E>
+void copy_elements(const BoxWalk& w, const void* src, void* dst) {
+  const auto* s = static_cast<const E*>(src);
+  auto* d = static_cast<E*>(dst);
+  for_each_run(w, [&](std::int64_t so, std::int64_t dof, std::int64_t) { d[dof] = s[so]; });
+}
+
 }  // namespace
 
 void copy_box(const void* src, std::span<const std::int64_t> src_shape,
@@ -129,6 +220,16 @@ void copy_box(const void* src, std::span<const std::int64_t> src_shape,
               std::span<const std::int64_t> dst_shape, std::span<const std::int64_t> dst_offset,
               std::span<const std::int64_t> extent, std::size_t elem_size) {
   const BoxWalk w = walk_of_box(src_shape, src_offset, dst_shape, dst_offset, extent);
+  if (w.volume == 0) return;
+  if (w.run() == 1) {  // a strided gather/scatter: typed moves, no memcpy call per element
+    switch (elem_size) {
+      case 1: return copy_elements<std::uint8_t>(w, src, dst);
+      case 2: return copy_elements<std::uint16_t>(w, src, dst);
+      case 4: return copy_elements<std::uint32_t>(w, src, dst);
+      case 8: return copy_elements<std::uint64_t>(w, src, dst);
+      default: break;
+    }
+  }
   const auto* s = static_cast<const unsigned char*>(src);
   auto* d = static_cast<unsigned char*>(dst);
   const auto es = static_cast<std::int64_t>(elem_size);
@@ -194,57 +295,13 @@ void fill_identity(void* data, std::int64_t n, DType t, ReduceOp op) {
   });
 }
 
-// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
-std::uint16_t float_to_f16(float f) {
-  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
-  const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
-  const std::uint32_t ax = x & 0x7fffffffu;
-  if (ax >= 0x7f800000u) {  // inf, or NaN: keep it a (quiet) NaN with the top payload bits
-    if (ax == 0x7f800000u) return sign | 0x7c00u;
-    return static_cast<std::uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
-  }
-  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to infinity
-  if (ax >= 0x38800000u) {                      // normal in f16 (>= 2^-14)
-    // Round to nearest even at bit 13; a carry into the exponent is the right answer.
-    const std::uint32_t rounded = ax + 0xfffu + ((ax >> 13) & 1u);
-    return static_cast<std::uint16_t>(sign | ((rounded - (112u << 23)) >> 13));
-  }
-  if (ax <= 0x33000000u) return sign;  // <= 2^-25 (the tie goes to even: zero)
-  // Subnormal in f16: value / 2^-24 rounded to nearest even.
-  const std::uint32_t e = ax >> 23;                       // 102..112
-  const std::uint32_t m = (ax & 0x7fffffu) | 0x800000u;  // value = m * 2^(e-150)
-  const std::uint32_t shift = 126u - e;                   // 14..24
-  std::uint32_t q = m >> shift;
-  const std::uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-  if (rem > half || (rem == half && (q & 1u))) ++q;  // may carry into the smallest normal
-  return static_cast<std::uint16_t>(sign | q);
-}
-
-float f16_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-  if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
-  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
-    const float mag = static_cast<float>(mant) * 0x1p-24f;
-    return sign ? -mag : mag;
-  }
-  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-
-// bfloat16 is the top half of a float.
-std::uint16_t float_to_bf16(float f) {
-  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u)  // NaN: truncate, forcing quiet so it stays a NaN
-    return static_cast<std::uint16_t>((x >> 16) | 0x0040u);
-  return static_cast<std::uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-}
-
-float bf16_to_float(std::uint16_t h) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
-}
+std::uint16_t float_to_f16(float f) { return f16_bits(f); }
+float f16_to_float(std::uint16_t h) { return f16_value(h); }
+std::uint16_t float_to_bf16(float f) { return bf16_bits(f); }
+float bf16_to_float(std::uint16_t h) { return bf16_value(h); }
 
 double index_fill_value(std::int64_t i, ReduceOp op, int j, int g) {
-  return detail::fill_value(i, static_cast<OpCode>(op), j, g);
+  return detail::fill_value(i, detail::code(op), j, g);
 }
 
 void store_as(void* data, std::int64_t k, DType t, double v) {
@@ -264,7 +321,7 @@ double load_as(const void* data, std::int64_t k, DType t) {
 void fill_index(void* local, const Type& type, const Mesh& mesh, int device) {
   const BoxWalk w = detail::block_walk(type, mesh, device);
   const auto [j, g] = detail::reduce_coordinate(type, mesh, device);
-  const auto op = static_cast<OpCode>(type.op);
+  const auto op = detail::code(type.op);
   visit_dtype(type.dtype, [&](auto tag) {
     using Tag = decltype(tag);
     auto* out = static_cast<storage_t<Tag>*>(local);

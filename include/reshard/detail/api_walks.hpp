@@ -1,6 +1,7 @@
 #pragma once
-// Box walks built from the C++20 API types (spans, Type, Mesh), shared by the host kernels and
-// the host side of the CUDA kernels: the walk of a box given as spans, and what the index fill
+// The bridge from the C++20 API types (spans, Type, Mesh, DType, ReduceOp) to the C++17 kernel
+// vocabulary of box_walk.hpp and elementwise.hpp, shared by the host kernels and the host side
+// of the CUDA kernels: enum codes, the walk of a box given as spans, and what the index fill
 // and check need to know about a device's block.
 #include <cstdint>
 #include <span>
@@ -8,11 +9,31 @@
 #include <vector>
 
 #include "reshard/detail/box_walk.hpp"
+#include "reshard/detail/elementwise.hpp"
+#include "reshard/dtype.hpp"
 #include "reshard/error.hpp"
 #include "reshard/mesh.hpp"
 #include "reshard/type.hpp"
 
 namespace reshard::detail {
+
+// The C++17 codes of elementwise.hpp mirror the API enums one to one.
+static_assert(static_cast<int>(ReduceOp::none) == static_cast<int>(OpCode::none) &&
+              static_cast<int>(ReduceOp::sum) == static_cast<int>(OpCode::sum) &&
+              static_cast<int>(ReduceOp::max) == static_cast<int>(OpCode::max) &&
+              static_cast<int>(ReduceOp::min) == static_cast<int>(OpCode::min) &&
+              static_cast<int>(ReduceOp::prod) == static_cast<int>(OpCode::prod));
+static_assert(static_cast<int>(DType::f64) == static_cast<int>(ElemCode::f64) &&
+              static_cast<int>(DType::f32) == static_cast<int>(ElemCode::f32) &&
+              static_cast<int>(DType::f16) == static_cast<int>(ElemCode::f16) &&
+              static_cast<int>(DType::bf16) == static_cast<int>(ElemCode::bf16) &&
+              static_cast<int>(DType::i64) == static_cast<int>(ElemCode::i64) &&
+              static_cast<int>(DType::i32) == static_cast<int>(ElemCode::i32) &&
+              static_cast<int>(DType::i16) == static_cast<int>(ElemCode::i16) &&
+              static_cast<int>(DType::i8) == static_cast<int>(ElemCode::i8) &&
+              static_cast<int>(DType::u8) == static_cast<int>(ElemCode::u8));
+inline OpCode code(ReduceOp op) { return static_cast<OpCode>(op); }
+inline ElemCode code(DType t) { return static_cast<ElemCode>(t); }
 
 // The walk of a box kernel's arguments (see copy_box); throws Error on a bad box.
 inline BoxWalk walk_of_box(std::span<const std::int64_t> src_shape,

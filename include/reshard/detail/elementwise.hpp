@@ -2,7 +2,7 @@
 // Element-wise semantics shared by the host kernels and the CUDA kernels, so that both give
 // bit-identical results: reduction operators, the index fill's values and integer wrapping,
 // and the index check's tolerance. C++17 and header-only (see box_walk.hpp for why).
-#include <math.h>  // fmax/fmin/fmaxf/fminf/fmod in the global namespace, host and device
+#include <math.h>  // fmod in the global namespace, host and device
 
 #include <cstdint>
 #include <type_traits>
@@ -16,32 +16,36 @@ namespace reshard::detail {
 enum class OpCode : int { none, sum, max, min, prod };
 enum class ElemCode : int { f64, f32, f16, bf16, i64, i32, i16, i8, u8 };
 
-// op(a, b) for an arithmetic type. Integers wrap (computed in unsigned arithmetic, at least
-// 32 bits wide so that uint16 * uint16 cannot overflow a promoted int). Floating-point max and
-// min use fmax/fmin: a NaN operand loses to a number, on host and device alike. `none`
-// returns b (the reduction "copy").
+// An integer as an unsigned value at least as wide as unsigned int, so that wrapping sums and
+// products have defined behaviour (uint16 * uint16 would otherwise promote to int and overflow).
+template <typename T>
+RESHARD_HD inline auto widen(T x) {
+  using U = std::make_unsigned_t<T>;
+  using W = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, U>;
+  return static_cast<W>(static_cast<U>(x));
+}
+
+// op(a, b) for an arithmetic type. Integers wrap; floating-point max and min ignore a NaN
+// operand, as fmax/fmin do. `none` returns b (the reduction "copy").
 template <OpCode Op, typename T>
 RESHARD_HD inline T combine(T a, T b) {
   if constexpr (Op == OpCode::none) {
     return b;
-  } else if constexpr (std::is_floating_point_v<T>) {
-    if constexpr (Op == OpCode::sum) return a + b;
-    if constexpr (Op == OpCode::prod) return a * b;
-    if constexpr (Op == OpCode::max) {
-      if constexpr (std::is_same_v<T, float>) return fmaxf(a, b);
-      else return fmax(a, b);
-    }
-    if constexpr (Op == OpCode::min) {
-      if constexpr (std::is_same_v<T, float>) return fminf(a, b);
-      else return fmin(a, b);
-    }
+  } else if constexpr (Op == OpCode::sum) {
+    if constexpr (std::is_floating_point_v<T>) return a + b;
+    else return static_cast<T>(static_cast<std::make_unsigned_t<T>>(widen(a) + widen(b)));
+  } else if constexpr (Op == OpCode::prod) {
+    if constexpr (std::is_floating_point_v<T>) return a * b;
+    else return static_cast<T>(static_cast<std::make_unsigned_t<T>>(widen(a) * widen(b)));
+  } else if constexpr (Op == OpCode::max) {
+    // Spelled out rather than fmax: inlined and vectorised on the host, and the same result
+    // on host and device for every input (fmax leaves the sign of a zero result open). A
+    // NaN in a loses to b; a NaN in b loses to a.
+    if constexpr (std::is_floating_point_v<T>) return (b > a || a != a) ? b : a;
+    else return b > a ? b : a;
   } else {
-    using U = std::make_unsigned_t<T>;
-    using W = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, U>;
-    if constexpr (Op == OpCode::sum) return static_cast<T>(static_cast<U>(W(U(a)) + W(U(b))));
-    if constexpr (Op == OpCode::prod) return static_cast<T>(static_cast<U>(W(U(a)) * W(U(b))));
-    if constexpr (Op == OpCode::max) return a < b ? b : a;
-    if constexpr (Op == OpCode::min) return b < a ? b : a;
+    if constexpr (std::is_floating_point_v<T>) return (b < a || a != a) ? b : a;
+    else return b < a ? b : a;
   }
 }
 
