@@ -43,13 +43,14 @@ TEST_CASE("every strategy is correct on random triples") {
   for (int i = 0; i < 500; ++i) {
     test::RandomCase c = gen.next(64);
     INFO("case " << i << ": " << c.mesh << " | " << c.src << " | " << c.dst);
-    for (Strategy s : {Strategy::naive, Strategy::exchange}) {
+    for (Strategy s : {Strategy::naive, Strategy::exchange, Strategy::greedy_per_axis}) {
       SynthOptions o;
       o.strategy = s;
       Plan p = synthesize(c.mesh, c.src, c.dst, o);
       SimResult r = simulate(p);
-      INFO(name_of(s) << ": " << r.error);
+      INFO(name_of(s) << ": " << r.error << "\n" << p);
       CHECK(r.ok);
+      CHECK((p.steps.empty() ? p.src : p.steps.back().out) == p.dst);
     }
   }
 }

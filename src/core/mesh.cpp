@@ -39,8 +39,10 @@ Mesh Mesh::parse(std::string_view text) {
     std::size_t size_pos = (lx.skip_ws(), lx.pos());
     std::int64_t size = lx.integer(fmt::format("the size of axis '{}'", name));
     if (size < 1) lx.fail(fmt::format("axis '{}' has size {}; sizes are >= 1", name, size), size_pos);
+    // Check the size before multiplying: both factors <= INT_MAX cannot overflow int64.
+    if (size > INT_MAX) lx.fail("the mesh has too many devices", size_pos);
     devices *= size;
-    if (size > INT_MAX || devices > INT_MAX) lx.fail("the mesh has too many devices", size_pos);
+    if (devices > INT_MAX) lx.fail("the mesh has too many devices", size_pos);
     axes.push_back({std::move(name), static_cast<int>(size)});
   } while (lx.accept(','));
   if (!lx.at_end()) lx.fail(fmt::format("unexpected '{}'; axes are separated by ','", lx.peek()));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "indexed.hpp"
+#include "reshard/error.hpp"
 
 namespace reshard {
 
@@ -194,6 +195,12 @@ bool step_is_valid(const Mesh& mesh, const Step& step, std::string* why) {
     if (why) *why = std::move(msg);
     return false;
   };
+  try {
+    step.in.validate(mesh);
+    step.out.validate(mesh);
+  } catch (const Error& e) {
+    return fail(e.what());
+  }
   if (step.in.dtype != step.out.dtype) return fail("dtype changes");
   if (step.in.global_shape() != step.out.global_shape()) return fail("global shape changes");
   IndexedType in(step.in, mesh), out(step.out, mesh);
@@ -225,6 +232,10 @@ bool step_is_valid(const Mesh& mesh, const Step& step, std::string* why) {
     case Op::slice:
       if (rin != rout) return fail("a local step cannot change pending reductions");
       break;
+    case Op::permute:
+      for (int d = 0; d < step.in.rank(); ++d)
+        if (in.dims[d].k != out.dims[d].k) return fail("a permute keeps the number of blocks of every dim");
+      [[fallthrough]];
     default:  // moves data between devices of the group; never across pending axes
       if (A & rin) return fail("data cannot move across axes with a pending reduction");
       if (rin != rout) return fail("a data movement step cannot change pending reductions");

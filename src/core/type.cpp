@@ -56,6 +56,10 @@ std::optional<ReduceOp> reduce_from_name(std::string_view s) {
   return std::nullopt;
 }
 
+// The largest global array a type may describe. Sizes, products of sizes and small multiples of
+// them (workspace, bytes moved) then stay far inside int64: no overflow anywhere downstream.
+constexpr std::int64_t kMaxTypeBytes = std::int64_t{1} << 60;  // 1 EiB
+
 // Records where each axis was used so the second use can name both places.
 struct AxisUse {
   std::string name;
@@ -86,11 +90,15 @@ Type Type::parse(std::string_view text, const Mesh& mesh) {
                         "i8, u8", dt), dt_pos);
   t.dtype = *dtype;
   lx.expect('[', "after the dtype");
+  std::int64_t bytes = static_cast<std::int64_t>(size_of(t.dtype));
   if (!lx.accept(']')) {
     do {
       std::size_t size_pos = (lx.skip_ws(), lx.pos());
       std::int64_t n = lx.integer(fmt::format("the size of dim {}", t.dims.size()));
       if (n < 1) lx.fail(fmt::format("dim {} has size {}; sizes are >= 1", t.dims.size(), n), size_pos);
+      if (n > kMaxTypeBytes / bytes)
+        lx.fail(fmt::format("dim {} of size {} makes the array larger than 2^60 bytes", t.dims.size(), n), size_pos);
+      bytes *= n;
       Dim d{n, {}};
       if (lx.accept('{')) {
         if (!lx.accept('}')) {
@@ -143,6 +151,13 @@ void Type::validate(const Mesh& mesh) const {
     for (const auto& a : dims[d].axes) check(a, fmt::format("dim {}", d));
   }
   for (const auto& a : reduce_axes) check(a, "reduce clause");
+  std::int64_t bytes = static_cast<std::int64_t>(size_of(dtype));
+  for (const Dim& d : dims) {
+    if (d.size == 0) continue;  // checked without empty dims, so every partial product is bounded
+    if (d.size > kMaxTypeBytes / bytes)
+      throw MismatchError(fmt::format("type {}: the array is larger than 2^60 bytes", to_string()));
+    bytes *= d.size;
+  }
   if ((op == ReduceOp::none) != reduce_axes.empty())
     throw MismatchError(fmt::format("type {}: a reduce clause needs both an op and axes", to_string()));
 }
