@@ -47,24 +47,34 @@ void analyze(Plan& plan) {
   int P = m.num_devices();
   std::vector<std::int64_t> recv(P, 0);
   std::int64_t staging = 0;
+  // Devices whose routes are built to size the staging buffers: all of them on meshes of up
+  // to 256 devices, an even spread beyond (routing a device costs O(group size)).
+  int stride = std::max(1, P / 256);
   for (const Step& step : plan.steps) {
     st.max_intermediate_bytes = std::max(st.max_intermediate_bytes, step.out.max_local_bytes(m));
+    std::int64_t g = 1;
+    for (const auto& a : step.axes) g *= m.axis_size(a);
     std::int64_t worst = 0;
     for (int d = 0; d < P; ++d) {
       std::int64_t got = 0;
-      DeviceRoute r = route(m, step, d);
-      if (step.op == Op::all_reduce) {
+      if (!step.communicates()) {
+        got = 0;
+      } else if (step.op == Op::all_reduce) {
         // Counted as a ring all-reduce moves it: 2 (g-1)/g of the array.
-        std::int64_t g = static_cast<std::int64_t>(r.recvs.size());
         got = g > 1 ? 2 * (g - 1) * step.in.local_bytes(m, d) / g : 0;
+      } else if (step.op == Op::reduce_scatter) {
+        got = (g - 1) * step.out.local_bytes(m, d);  // its share from every other member
       } else {
-        for (const Transfer& t : r.recvs)
-          if (t.peer != d) got += t.box.volume() * elem;
+        // A device takes from itself what its in-block holds and everything else from others.
+        Box want = step.out.block(m, d);
+        got = (want.volume() - intersect(want, step.in.block(m, d)).volume()) * elem;
       }
       recv[d] += got;
       worst = std::max(worst, got);
-      Staging s = staging_of(m, step, r, d);
-      staging = std::max(staging, s.send_bytes + s.recv_bytes);
+      if (d % stride == 0) {
+        Staging s = staging_of(m, step, route(m, step, d), d);
+        staging = std::max(staging, s.send_bytes + s.recv_bytes);
+      }
     }
     st.step_bytes_recv_max.push_back(worst);
   }
