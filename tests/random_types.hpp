@@ -64,8 +64,8 @@ class TypeGen {
       shape.push_back(n);
       elems *= n;
     }
-    DType dts[] = {DType::f32, DType::i64, DType::i32, DType::f64, DType::i8, DType::u8, DType::i16};
-    DType dt = dts[uniform(0, 6)];
+    DType dts[] = {DType::f32, DType::i64, DType::i32, DType::f64, DType::i8, DType::u8, DType::i16, DType::f16, DType::bf16};
+    DType dt = dts[uniform(0, 8)];
     ReduceOp ops[] = {ReduceOp::sum, ReduceOp::max, ReduceOp::min, ReduceOp::prod};
     ReduceOp op = ops[uniform(0, 3)];
     // The index fill gives max/min partials i -/+ j, which wrap in 8- and 16-bit integers: the

@@ -48,6 +48,11 @@ void fill_index(void* local, const Type& type, const Mesh& mesh, int device);
 // Counts elements of a *reduced* local array (the logical value of `device`'s block of
 // `type`, reduce clause ignored) that differ from the index fill's logical values. f16 and
 // bf16 compare within a relative tolerance of 2^-7 (rounding of partial sums); others exactly.
-std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, int device);
+std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, int device,
+                         double abs_tolerance = 0.0);
+// Absolute tolerance for checking data that came from an index-filled `src`: for f16/bf16
+// sources with a pending sum over g devices, the partials (i - (2+...+g), j+1) are rounded
+// before they are added, so sums may be off by about g ulps of the largest partial. 0 otherwise.
+double index_fill_tolerance(const Type& src, const Mesh& mesh);
 
 }  // namespace reshard

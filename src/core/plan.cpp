@@ -61,7 +61,8 @@ void analyze(Plan& plan) {
         got = 0;
       } else if (step.op == Op::all_reduce) {
         // Counted as a ring all-reduce moves it: 2 (g-1)/g of the array.
-        got = g > 1 ? 2 * (g - 1) * step.in.local_bytes(m, d) / g : 0;
+        std::int64_t b = step.in.local_bytes(m, d);
+        got = g > 1 ? b / g * 2 * (g - 1) + b % g * 2 * (g - 1) / g : 0;  // exact, no overflow
       } else if (step.op == Op::reduce_scatter) {
         got = (g - 1) * step.out.local_bytes(m, d);  // its share from every other member
       } else {

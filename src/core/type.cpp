@@ -57,8 +57,8 @@ std::optional<ReduceOp> reduce_from_name(std::string_view s) {
 }
 
 // The largest global array a type may describe. Sizes, products of sizes and small multiples of
-// them (workspace, bytes moved) then stay far inside int64: no overflow anywhere downstream.
-constexpr std::int64_t kMaxTypeBytes = std::int64_t{1} << 60;  // 1 EiB
+// them (workspace, bytes moved, summed over the steps of a plan) stay far inside int64.
+constexpr std::int64_t kMaxTypeBytes = std::int64_t{1} << 56;  // 64 PiB
 
 // Records where each axis was used so the second use can name both places.
 struct AxisUse {
@@ -97,7 +97,7 @@ Type Type::parse(std::string_view text, const Mesh& mesh) {
       std::int64_t n = lx.integer(fmt::format("the size of dim {}", t.dims.size()));
       if (n < 1) lx.fail(fmt::format("dim {} has size {}; sizes are >= 1", t.dims.size(), n), size_pos);
       if (n > kMaxTypeBytes / bytes)
-        lx.fail(fmt::format("dim {} of size {} makes the array larger than 2^60 bytes", t.dims.size(), n), size_pos);
+        lx.fail(fmt::format("dim {} of size {} makes the array larger than 2^56 bytes", t.dims.size(), n), size_pos);
       bytes *= n;
       Dim d{n, {}};
       if (lx.accept('{')) {
@@ -155,7 +155,7 @@ void Type::validate(const Mesh& mesh) const {
   for (const Dim& d : dims) {
     if (d.size == 0) continue;  // checked without empty dims, so every partial product is bounded
     if (d.size > kMaxTypeBytes / bytes)
-      throw MismatchError(fmt::format("type {}: the array is larger than 2^60 bytes", to_string()));
+      throw MismatchError(fmt::format("type {}: the array is larger than 2^56 bytes", to_string()));
     bytes *= d.size;
   }
   if ((op == ReduceOp::none) != reduce_axes.empty())

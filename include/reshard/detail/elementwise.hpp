@@ -86,13 +86,15 @@ RESHARD_HD inline std::int64_t wrap_to_int64(double v) {
 
 // Whether a checked element matches: exact, except for f16/bf16 where partial sums were
 // rounded, which may be off by 2^-7 relative (doubled: the value was rounded twice).
-RESHARD_HD inline bool index_matches(double got, double expected, bool half_precision) {
+// `abs_tol` widens it for sums of many rounded partials (see index_fill_tolerance()).
+RESHARD_HD inline bool index_matches(double got, double expected, bool half_precision, double abs_tol = 0.0) {
   if (got == expected) return true;
   if (!half_precision) return false;
   if (!(got - got == 0.0) || !(expected - expected == 0.0)) return false;  // non-finite
   const double mag = expected < 0 ? -expected : expected;
   const double diff = got > expected ? got - expected : expected - got;
-  return diff <= 0.0078125 * (mag > 1.0 ? mag : 1.0) * 2.0;
+  const double rel = 0.0078125 * (mag > 1.0 ? mag : 1.0) * 2.0;
+  return diff <= (rel > abs_tol ? rel : abs_tol);
 }
 
 }  // namespace reshard::detail
