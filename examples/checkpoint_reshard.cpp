@@ -1,0 +1,684 @@
+// checkpoint_reshard: save a sharded array from one mesh and type, load it on another mesh and
+// type (the everyday "trained with TP=8, serving with TP=2"), each rank reading only the bytes
+// of its new block.
+//
+//   mpirun -np 8 build/bin/checkpoint_reshard --save /tmp/ckpt --mesh tp=8 --type 'f32[1024{tp}, 256]'
+//   mpirun -np 2 build/bin/checkpoint_reshard --load /tmp/ckpt --mesh tp=2 --type 'f32[1024, 256{tp}]'
+//   mpirun -np 4 build/bin/checkpoint_reshard --selftest /tmp/ckpt-test
+//
+// The saved array is the index fill (element i of the global array holds i, DESIGN.md 5); a load
+// checks every element it read against it.
+//
+// Layout of a checkpoint directory:
+//
+//   manifest.json      {
+//                        "format": "reshard-checkpoint",
+//                        "version": 1,
+//                        "mesh": "tp=8",
+//                        "type": "f32[1024{tp}, 256]",
+//                        "dtype": "f32",
+//                        "shape": [1024,256],
+//                        "byte_order": "little",
+//                        "files": [
+//                         {"file":"shard-00000.bin","device":0,"box":[[0,128],[0,256]],"bytes":131072,"crc32":"21cadba2"},
+//                         ...
+//                        ]
+//                       }
+//   shard-DDDDD.bin    device D's block of the type, dense, row-major, little-endian
+//
+// A block held by several devices (axes the type does not use replicate it) is written once,
+// by the device whose coordinates on those axes are all 0. A load first checks the manifest
+// (rank 0: format, version, mesh, type, that the files cover every block, that each file
+// exists with its size), then, unless --no-checksum, every file's CRC-32 (zlib's; the files
+// are shared out over the ranks, one read of each), then each rank reads, from every file
+// whose block meets its target block, only the intersection, one pread per contiguous run.
+// Any problem is agreed by all ranks (the lowest rank's message wins): every rank exits 1 with
+// the same message, none hangs.
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <mpi.h>
+#include <nlohmann/json.hpp>
+
+#include "reshard/context.hpp"
+#include "reshard/error.hpp"
+#include "reshard/kernels.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using idx = std::int64_t;
+using reshard::Box;
+using reshard::Mesh;
+using reshard::Type;
+
+constexpr int kVersion = 1;
+constexpr const char* kFormat = "reshard-checkpoint";
+static_assert(std::endian::native == std::endian::little, "shards are written in host byte order: little-endian");
+
+// A problem every rank agreed on (same message everywhere).
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+int rank_of(MPI_Comm comm) {
+  int r = 0;
+  MPI_Comm_rank(comm, &r);
+  return r;
+}
+int size_of(MPI_Comm comm) {
+  int n = 0;
+  MPI_Comm_size(comm, &n);
+  return n;
+}
+
+// Collective over `comm`: if any rank has a local error, every rank throws the lowest such
+// rank's message.
+void agree(MPI_Comm comm, const std::string& local_error) {
+  const int me = rank_of(comm);
+  int who = local_error.empty() ? INT_MAX : me;
+  MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, comm);
+  if (who == INT_MAX) return;
+  std::string msg = who == me ? local_error : std::string();
+  int len = static_cast<int>(msg.size());
+  MPI_Bcast(&len, 1, MPI_INT, who, comm);
+  msg.resize(static_cast<std::size_t>(len));
+  MPI_Bcast(msg.data(), len, MPI_CHAR, who, comm);
+  throw CheckpointError(msg);
+}
+
+// CRC-32 (IEEE 802.3, the one zlib and Python's zlib.crc32 compute).
+std::uint32_t crc32(const void* data, std::size_t n, std::uint32_t crc = 0) {
+  static const auto table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+  for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::string human(idx bytes) {
+  if (bytes >= (idx{1} << 20)) return fmt::format("{:.1f} MiB", double(bytes) / double(1 << 20));
+  if (bytes >= (idx{1} << 10)) return fmt::format("{:.1f} KiB", double(bytes) / double(1 << 10));
+  return fmt::format("{} B", bytes);
+}
+
+// Whether `device` writes its block: its coordinate is 0 on every axis the type does not use
+// (those axes only replicate the block).
+bool writes_block(const Mesh& mesh, const Type& type, int device) {
+  for (int a = 0; a < mesh.num_axes(); ++a)
+    if (!type.uses(mesh.axes()[a].name) && mesh.coord(device, a) != 0) return false;
+  return true;
+}
+
+std::string file_name(int device) { return fmt::format("shard-{:05d}.bin", device); }
+
+// ------------------------------------------------------------------------------------------
+// The manifest.
+
+struct FileEntry {
+  std::string name;
+  int device = 0;
+  Box box;
+  idx bytes = 0;
+  std::uint32_t crc = 0;
+};
+
+struct Manifest {
+  Mesh mesh;
+  Type type;
+  std::vector<FileEntry> files;
+};
+
+// The manifest's text: the header fields, then one line per file.
+std::string manifest_text(const Manifest& m) {
+  nlohmann::ordered_json head = {{"format", kFormat},
+                                 {"version", kVersion},
+                                 {"mesh", m.mesh.to_string()},
+                                 {"type", m.type.to_string()},
+                                 {"dtype", std::string(reshard::name_of(m.type.dtype))},
+                                 {"shape", m.type.global_shape()},
+                                 {"byte_order", "little"}};
+  std::string text = "{\n";
+  for (const auto& [key, value] : head.items()) text += fmt::format(" \"{}\": {},\n", key, value.dump(-1, ' ', false));
+  text += " \"files\": [";
+  for (std::size_t i = 0; i < m.files.size(); ++i) {
+    const FileEntry& f = m.files[i];
+    nlohmann::ordered_json box = nlohmann::ordered_json::array();
+    for (const auto& iv : f.box.dims) box.push_back({iv.lo, iv.hi});
+    const nlohmann::ordered_json e = {{"file", f.name}, {"device", f.device}, {"box", box}, {"bytes", f.bytes},
+                                      {"crc32", fmt::format("{:08x}", f.crc)}};
+    text += (i ? ",\n  " : "\n  ") + e.dump();
+  }
+  return text + "\n ]\n}\n";
+}
+
+// Parses and checks a manifest: everything that can be known without touching the shard files.
+// Throws std::runtime_error naming the problem.
+Manifest parse_manifest(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(fmt::format("not valid JSON ({})", e.what()));
+  }
+  auto field = [&](const nlohmann::json& obj, const char* key) -> const nlohmann::json& {
+    if (!obj.is_object() || !obj.contains(key)) throw std::runtime_error(fmt::format("no \"{}\" field", key));
+    return obj.at(key);
+  };
+  try {
+    if (field(j, "format") != kFormat)
+      throw std::runtime_error(fmt::format("format is {}, not \"{}\"", field(j, "format").dump(), kFormat));
+    const auto& version = field(j, "version");
+    if (!version.is_number_integer() || version.get<int>() != kVersion)
+      throw std::runtime_error(fmt::format("format version {} is not supported (this program reads version {})",
+                                           version.dump(), kVersion));
+    if (field(j, "byte_order") != "little")
+      throw std::runtime_error(fmt::format("byte_order {} is not supported (only \"little\")", field(j, "byte_order").dump()));
+    Manifest m;
+    try {
+      m.mesh = Mesh::parse(field(j, "mesh").get<std::string>());
+      m.type = Type::parse(field(j, "type").get<std::string>(), m.mesh);
+    } catch (const reshard::Error& e) {
+      throw std::runtime_error(fmt::format("mesh {} / type {}: {}", field(j, "mesh").dump(), field(j, "type").dump(), e.what()));
+    }
+    if (field(j, "dtype").get<std::string>() != reshard::name_of(m.type.dtype))
+      throw std::runtime_error(fmt::format("dtype {} does not match the type {}", field(j, "dtype").dump(), m.type));
+    if (field(j, "shape").get<std::vector<idx>>() != m.type.global_shape())
+      throw std::runtime_error(fmt::format("shape {} does not match the type {}", field(j, "shape").dump(), m.type));
+    if (m.type.op != reshard::ReduceOp::none)
+      throw std::runtime_error(fmt::format("type {} has a reduce clause; checkpoints hold reduced values", m.type));
+
+    const std::size_t elem = reshard::size_of(m.type.dtype);
+    std::map<int, std::string> seen;
+    for (const auto& f : field(j, "files")) {
+      FileEntry e;
+      e.name = field(f, "file").get<std::string>();
+      e.device = field(f, "device").get<int>();
+      e.bytes = field(f, "bytes").get<idx>();
+      const std::string crc = field(f, "crc32").get<std::string>();
+      std::size_t used = 0;
+      try {
+        e.crc = static_cast<std::uint32_t>(std::stoul(crc, &used, 16));
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != crc.size() || crc.size() > 8) throw std::runtime_error(fmt::format("file {}: crc32 \"{}\" is not hexadecimal", e.name, crc));
+      for (const auto& iv : field(f, "box")) {
+        const auto p = iv.get<std::vector<idx>>();
+        if (p.size() != 2) throw std::runtime_error(fmt::format("file {}: box {} is not a list of [lo, hi]", e.name, field(f, "box").dump()));
+        e.box.dims.push_back({p[0], p[1]});
+      }
+      if (e.name.empty() || e.name.find('/') != std::string::npos || e.name == "." || e.name == "..")
+        throw std::runtime_error(fmt::format("file name \"{}\" is not a plain file name", e.name));
+      if (e.device < 0 || e.device >= m.mesh.num_devices())
+        throw std::runtime_error(fmt::format("file {}: device {} is not a device of mesh {}", e.name, e.device, m.mesh));
+      if (!seen.emplace(e.device, e.name).second)
+        throw std::runtime_error(fmt::format("files {} and {} both hold device {}'s block", seen[e.device], e.name, e.device));
+      if (!writes_block(m.mesh, m.type, e.device))
+        throw std::runtime_error(fmt::format("file {}: device {} does not write a block of {} (another device holds the same block)",
+                                             e.name, e.device, m.type));
+      const Box want = m.type.block(m.mesh, e.device);
+      if (e.box != want)
+        throw std::runtime_error(fmt::format("file {}: box {} is not device {}'s block {} of {}", e.name, e.box, e.device, want, m.type));
+      if (e.bytes != want.volume() * static_cast<idx>(elem))
+        throw std::runtime_error(fmt::format("file {}: {} bytes listed, but block {} of {} has {} bytes", e.name, e.bytes, want,
+                                             m.type.dtype, want.volume() * static_cast<idx>(elem)));
+      m.files.push_back(std::move(e));
+    }
+    for (int d = 0; d < m.mesh.num_devices(); ++d)
+      if (writes_block(m.mesh, m.type, d) && !seen.count(d))
+        throw std::runtime_error(fmt::format("no file holds device {}'s block {} (expected {})", d, m.type.block(m.mesh, d), file_name(d)));
+    return m;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(fmt::format("malformed field ({})", e.what()));
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// File I/O.
+
+std::string write_file(const fs::path& path, const void* data, std::size_t n) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return fmt::format("cannot create {}: {}", path.string(), std::strerror(errno));
+  const bool ok = std::fwrite(data, 1, n, f) == n;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok) return fmt::format("cannot write {}: {}", path.string(), std::strerror(ok ? errno : err));
+  return {};
+}
+
+// Reads n bytes at `offset`; an error message, or empty.
+std::string pread_all(int fd, const fs::path& path, void* out, std::size_t n, idx offset) {
+  auto* p = static_cast<char*>(out);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return fmt::format("cannot read {}: {}", path.string(), std::strerror(errno));
+    if (r == 0) return fmt::format("{} ends early, at byte {}", path.string(), offset);
+    p += r, n -= static_cast<std::size_t>(r), offset += r;
+  }
+  return {};
+}
+
+// CRC-32 of a whole file.
+std::string file_crc(const fs::path& path, std::uint32_t& crc) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return fmt::format("cannot open {}: {}", path.string(), std::strerror(errno));
+  std::vector<char> buf(1 << 20);
+  crc = 0;
+  std::string err;
+  for (;;) {
+    const ssize_t r = ::read(fd, buf.data(), buf.size());
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) err = fmt::format("cannot read {}: {}", path.string(), std::strerror(errno));
+    if (r <= 0) break;
+    crc = crc32(buf.data(), static_cast<std::size_t>(r), crc);
+  }
+  ::close(fd);
+  return err;
+}
+
+struct ReadStats {
+  idx bytes = 0;  // bytes this rank read from shard files (the load itself, not the checksums)
+  idx reads = 0;  // pread calls
+  int files = 0;  // files opened
+};
+
+// Reads `piece` (a box inside the file's block `fbox`, row-major in the file) into `out`, dense
+// with the piece's extents. The dims after k are whole in the piece, so each run over dim k and
+// the dims after it is contiguous both in the file and in `out`: one pread per run.
+std::string read_piece(int fd, const fs::path& path, const Box& fbox, const Box& piece, std::size_t elem, std::byte* out,
+                       ReadStats& st) {
+  const int r = static_cast<int>(fbox.dims.size());
+  if (r == 0) {
+    st.bytes += static_cast<idx>(elem), ++st.reads;
+    return pread_all(fd, path, out, elem, 0);
+  }
+  std::vector<idx> stride(r, 1);  // of the file's array, in elements
+  for (int d = r - 2; d >= 0; --d) stride[d] = stride[d + 1] * fbox.dims[d + 1].extent();
+  int k = r - 1;
+  while (k > 0 && piece.dims[k] == fbox.dims[k]) --k;
+  const idx run = piece.dims[k].extent() * stride[k];
+  std::vector<idx> at(k);  // index over dims 0..k-1 of the piece, last fastest
+  for (int d = 0; d < k; ++d) at[d] = piece.dims[d].lo;
+  const idx runs = piece.volume() / run;
+  for (idx i = 0; i < runs; ++i) {
+    idx offset = (piece.dims[k].lo - fbox.dims[k].lo) * stride[k];
+    for (int d = 0; d < k; ++d) offset += (at[d] - fbox.dims[d].lo) * stride[d];
+    const auto n = static_cast<std::size_t>(run) * elem;
+    if (auto err = pread_all(fd, path, out + static_cast<std::size_t>(i) * n, n, offset * static_cast<idx>(elem)); !err.empty())
+      return err;
+    st.bytes += static_cast<idx>(n), ++st.reads;
+    for (int d = k - 1; d >= 0 && ++at[d] == piece.dims[d].hi; --d) at[d] = piece.dims[d].lo;
+  }
+  return {};
+}
+
+// ------------------------------------------------------------------------------------------
+// Save and load. Both are collective over `world` (every rank of it calls them); the Context
+// may cover only its first ranks.
+
+// Writes this rank's shard `local` of `type` (on ctx's mesh) and, on rank 0, the manifest.
+// Returns the bytes written by all ranks together.
+idx save(reshard::Context& ctx, MPI_Comm world, const Type& type, const void* local, const fs::path& dir) {
+  const Mesh& mesh = ctx.mesh();
+  std::string err;
+  if (type.op != reshard::ReduceOp::none)
+    err = fmt::format("cannot save {}: it has a pending reduction; reshard it to a type without a reduce clause first", type);
+  if (err.empty() && rank_of(world) == 0) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) err = fmt::format("cannot create directory {}: {}", dir.string(), ec.message());
+  }
+  agree(world, err);
+
+  struct Record {  // what each rank wrote
+    std::int32_t device = -1, wrote = 0;
+    std::int64_t bytes = 0;
+    std::uint32_t crc = 0;
+  } mine;
+  if (ctx.participates() && writes_block(mesh, type, ctx.device())) {
+    const auto bytes = static_cast<std::size_t>(ctx.local_bytes(type));
+    mine = {ctx.device(), 1, static_cast<std::int64_t>(bytes), crc32(local, bytes)};
+    err = write_file(dir / file_name(ctx.device()), local, bytes);
+  }
+  agree(world, err);
+
+  std::vector<Record> all(static_cast<std::size_t>(size_of(world)));
+  MPI_Gather(&mine, sizeof(Record), MPI_BYTE, all.data(), sizeof(Record), MPI_BYTE, 0, world);
+  idx total = 0;
+  if (rank_of(world) == 0) {
+    Manifest m{mesh, type, {}};
+    for (const Record& r : all)
+      if (r.wrote) {
+        m.files.push_back({file_name(r.device), r.device, type.block(mesh, r.device), r.bytes, r.crc});
+        total += r.bytes;
+      }
+    const fs::path tmp = dir / "manifest.json.tmp";
+    const std::string text = manifest_text(m);
+    err = write_file(tmp, text.data(), text.size());
+    std::error_code ec;
+    if (err.empty()) fs::rename(tmp, dir / "manifest.json", ec);  // readers never see half a manifest
+    if (ec) err = fmt::format("cannot rename {}: {}", tmp.string(), ec.message());
+  }
+  agree(world, err);
+  MPI_Bcast(&total, 1, MPI_INT64_T, 0, world);
+  return total;
+}
+
+struct Loaded {
+  Manifest saved;
+  std::vector<std::byte> local;  // this rank's block of the target type (empty outside the mesh)
+  ReadStats stats;
+};
+
+// Loads the checkpoint in `dir` as `target` on ctx's mesh.
+Loaded load(reshard::Context& ctx, MPI_Comm world, const Type& target, const fs::path& dir, bool checksums) {
+  const int me = rank_of(world), ranks = size_of(world);
+  const fs::path manifest_path = dir / "manifest.json";
+  // 1. Rank 0 reads and checks the manifest and the files' presence and sizes.
+  std::string text, err;
+  if (me == 0) {
+    std::ifstream in(manifest_path, std::ios::binary);
+    std::ostringstream s;
+    if (in) s << in.rdbuf();
+    text = s.str();
+    try {
+      if (!in) throw std::runtime_error("manifest.json cannot be read (missing?)");
+      Manifest m;
+      try {
+        m = parse_manifest(text);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(fmt::format("manifest.json: {}", e.what()));
+      }
+      for (const auto& f : m.files) {
+        std::error_code ec;
+        const auto size = fs::file_size(dir / f.name, ec);
+        if (ec) throw std::runtime_error(fmt::format("file {} is missing or unreadable: {}", f.name, ec.message()));
+        if (static_cast<idx>(size) != f.bytes)
+          throw std::runtime_error(fmt::format("file {} has {} bytes, the manifest says {}", f.name, size, f.bytes));
+      }
+      if (target.dtype != m.type.dtype || target.global_shape() != m.type.global_shape())
+        throw std::runtime_error(fmt::format("target type {} does not fit the checkpoint's {} (dtype and global shape must match)",
+                                             target, m.type));
+      if (target.op != reshard::ReduceOp::none)
+        throw std::runtime_error(fmt::format("target type {} has a reduce clause; load into a type without one", target));
+    } catch (const std::exception& e) {
+      err = fmt::format("checkpoint {}: {}", dir.string(), e.what());
+    }
+  }
+  agree(world, err);
+  int len = static_cast<int>(text.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, world);
+  text.resize(static_cast<std::size_t>(len));
+  MPI_Bcast(text.data(), len, MPI_CHAR, 0, world);
+  Loaded r{parse_manifest(text), {}, {}};  // checked on rank 0: cannot throw here
+  const auto& files = r.saved.files;
+
+  // 2. Checksums: file i is read whole by rank i % ranks.
+  if (checksums) {
+    for (std::size_t i = static_cast<std::size_t>(me); i < files.size() && err.empty(); i += static_cast<std::size_t>(ranks)) {
+      std::uint32_t crc = 0;
+      err = file_crc(dir / files[i].name, crc);
+      if (err.empty() && crc != files[i].crc)
+        err = fmt::format("checkpoint {}: file {} has CRC-32 {:08x}, the manifest says {:08x} (file or manifest damaged)",
+                          dir.string(), files[i].name, crc, files[i].crc);
+    }
+    agree(world, err);
+  }
+
+  // 3. Each rank reads the intersections of its target block with the saved blocks.
+  if (ctx.participates()) {
+    const std::size_t elem = reshard::size_of(target.dtype);
+    const Box mine = ctx.local_block(target);
+    r.local.resize(static_cast<std::size_t>(ctx.local_bytes(target)));
+    std::vector<idx> shape(mine.dims.size()), at(mine.dims.size()), extent(mine.dims.size()), zero(mine.dims.size(), 0);
+    for (std::size_t d = 0; d < mine.dims.size(); ++d) shape[d] = mine.dims[d].extent();
+    std::vector<std::byte> stage;
+    for (const auto& f : files) {
+      const Box piece = reshard::intersect(mine, f.box);
+      if (piece.empty() || !err.empty()) continue;
+      const fs::path path = dir / f.name;
+      const int fd = ::open(path.c_str(), O_RDONLY);
+      if (fd < 0) {
+        err = fmt::format("cannot open {}: {}", path.string(), std::strerror(errno));
+        continue;
+      }
+      ++r.stats.files;
+      const bool direct = piece == mine;  // the piece is the whole target block: read in place
+      if (!direct) stage.resize(static_cast<std::size_t>(piece.volume()) * elem);
+      err = read_piece(fd, path, f.box, piece, elem, direct ? r.local.data() : stage.data(), r.stats);
+      ::close(fd);
+      if (err.empty() && !direct) {
+        for (std::size_t d = 0; d < mine.dims.size(); ++d)
+          at[d] = piece.dims[d].lo - mine.dims[d].lo, extent[d] = piece.dims[d].extent();
+        reshard::copy_box(stage.data(), extent, zero, r.local.data(), shape, at, extent, elem);
+      }
+    }
+  }
+  agree(world, err);
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------
+// Modes.
+
+// Saves the index fill of `type` on `mesh`.
+void run_save(MPI_Comm world, const fs::path& dir, const Mesh& mesh, const std::string& type_text) {
+  reshard::Context ctx(mesh, world);
+  const Type type = Type::parse(type_text, mesh);
+  std::vector<std::byte> local(static_cast<std::size_t>(ctx.local_bytes(type)));
+  ctx.fill_index(type, local.data());
+  const idx total = save(ctx, world, type, local.data(), dir);
+  if (rank_of(world) == 0)
+    fmt::print("saved {} on mesh {} to {}: {} in {} file(s) and manifest.json\n", type, mesh, dir.string(), human(total),
+               [&] {
+                 int n = 0;
+                 for (int d = 0; d < mesh.num_devices(); ++d) n += writes_block(mesh, type, d);
+                 return n;
+               }());
+}
+
+// Loads into `type` on `mesh`, checks every element; returns the number of wrong elements.
+idx run_load(MPI_Comm world, const fs::path& dir, const Mesh& mesh, const std::string& type_text, bool checksums) {
+  reshard::Context ctx(mesh, world);
+  const Type type = Type::parse(type_text, mesh);
+  const Loaded l = load(ctx, world, type, dir, checksums);
+  idx wrong = ctx.count_index_mismatches(type, l.local.data(), l.local.size());  // 0 outside the mesh
+  MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_MAX, world);
+  idx most[3] = {l.stats.bytes, l.stats.reads, l.stats.files};
+  MPI_Allreduce(MPI_IN_PLACE, most, 3, MPI_INT64_T, MPI_MAX, world);
+  if (rank_of(world) == 0) {
+    idx saved_bytes = 0;
+    for (const auto& f : l.saved.files) saved_bytes += f.bytes;
+    fmt::print("loaded {} (saved as {} on mesh {}) as {} on mesh {}: {} wrong element(s); "
+               "the busiest rank read {} of {} in {} pread(s) from {} file(s)\n",
+               dir.string(), l.saved.type, l.saved.mesh, type, mesh, wrong, human(most[0]), human(saved_bytes), most[1], most[2]);
+  }
+  return wrong;
+}
+
+// Expects the load to fail on every rank with a message containing `expect`.
+bool expect_failure(MPI_Comm world, const char* what, const std::string& expect, const fs::path& dir, const Mesh& mesh,
+                    const std::string& type_text) {
+  std::string msg;
+  try {
+    run_load(world, dir, mesh, type_text, true);
+  } catch (const CheckpointError& e) {
+    msg = e.what();
+  }
+  int ok = msg.find(expect) != std::string::npos;
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, world);
+  if (rank_of(world) == 0)
+    fmt::print("  {:<22} {}: {}\n", what, ok ? "refused on every rank" : fmt::format("NOT REFUSED AS EXPECTED (wanted \"{}\")", expect),
+               msg.empty() ? "(no error)" : msg);
+  return ok != 0;
+}
+
+// Save on all ranks, load on the first half and on all, then damage the checkpoint in several
+// ways and expect each load to be refused, the same way, on every rank.
+bool run_selftest(MPI_Comm world, const fs::path& dir) {
+  const int n = size_of(world), half = std::max(1, n / 2), me = rank_of(world);
+  if (me == 0) fs::remove_all(dir);
+  MPI_Barrier(world);
+  bool ok = true;
+  // Row-split on n ranks -> column-split on n/2: each rank reads a column strip of every file.
+  const fs::path a = dir / "rows";
+  const Mesh tp_n = Mesh::parse(fmt::format("tp={}", n)), tp_half = Mesh::parse(fmt::format("tp={}", half));
+  run_save(world, a, tp_n, "f32[1024{tp}, 256]");
+  ok &= run_load(world, a, tp_half, "f32[1024, 256{tp}]", true) == 0;
+  ok &= run_load(world, a, tp_half, "f32[1024{tp}, 256]", true) == 0;
+  // Uneven blocks, replicated over an axis (written once), loaded on another 2-D mesh.
+  const fs::path b = dir / "uneven";
+  const Mesh ab = Mesh::parse(n % 2 == 0 ? fmt::format("a=2,b={}", n / 2) : fmt::format("a=1,b={}", n));
+  run_save(world, b, ab, "f64[97{b}, 3, 45]");
+  ok &= run_load(world, b, Mesh::parse(fmt::format("x={},y={}", half, n / half)), "f64[97{y}, 3, 45{x}]", true) == 0;
+  ok &= run_load(world, b, Mesh::parse("x=1"), "f64[97, 3, 45]", false) == 0;
+
+  // Damage the first checkpoint, one way at a time, restoring it after each.
+  if (me == 0) fmt::print("damaged checkpoints:\n");
+  const fs::path manifest = a / "manifest.json";
+  std::string good;
+  {
+    std::ifstream in(manifest, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    good = s.str();
+  }
+  const std::string last = file_name(n - 1);  // the shard file the damage goes to
+  const fs::path backup = a / "backup.bin";
+  auto damage = [&](const std::function<void()>& change, const char* what, const std::string& expect,
+                    const std::string& type_text = "f32[1024, 256{tp}]") {
+    if (me == 0) {
+      fs::copy_file(a / last, backup, fs::copy_options::overwrite_existing);
+      change();
+    }
+    MPI_Barrier(world);
+    ok &= expect_failure(world, what, expect, a, tp_half, type_text);
+    if (me == 0) {  // undo
+      write_file(manifest, good.data(), good.size());
+      fs::rename(backup, a / last);
+    }
+    MPI_Barrier(world);
+  };
+  auto edit = [&](const std::string& from, const std::string& to) {
+    return [&, from, to] {
+      std::string t = good;
+      const auto at = t.find(from);
+      if (at != std::string::npos) t.replace(at, from.size(), to);
+      write_file(manifest, t.data(), t.size());
+    };
+  };
+  auto flip_byte = [&](long offset) {
+    return [&, offset] {
+      std::FILE* f = std::fopen((a / last).c_str(), "r+b");
+      std::fseek(f, offset, SEEK_SET);
+      const int c = std::fgetc(f);
+      std::fseek(f, offset, SEEK_SET);
+      std::fputc(c ^ 0x5a, f);
+      std::fclose(f);
+    };
+  };
+  const std::string crc_key = "\"crc32\":\"";
+  const std::string first_crc = good.substr(good.find(crc_key) + crc_key.size(), 8);
+  damage(edit("\"version\": 1", "\"version\": 2"), "wrong version", "format version 2 is not supported");
+  damage(edit(crc_key + first_crc, crc_key + (first_crc == "00000000" ? "00000001" : "00000000")), "wrong checksum",
+         "(file or manifest damaged)");
+  damage(flip_byte(100), "damaged shard", "(file or manifest damaged)");
+  damage([&] { std::FILE* f = std::fopen((a / last).c_str(), "ab"); std::fputc(0, f); std::fclose(f); }, "wrong file size",
+         fmt::format("file {} has", last));
+  damage([&] { fs::remove(a / last); }, "missing file", fmt::format("file {} is missing", last));
+  damage(edit(fmt::format("\"file\":\"{}\"", last), "\"file\":\"../x.bin\""), "file outside the dir",
+         "is not a plain file name");
+  damage(edit("\"type\": \"f32[1024{tp}, 256]\"", "\"type\": \"f32[1024{tp}, 128]\""), "type vs shape",
+         "does not match the type");
+  damage([&] {
+           auto j = nlohmann::json::parse(good);
+           j["files"].erase(j["files"].size() - 1);
+           const std::string t = j.dump(1);
+           write_file(manifest, t.data(), t.size());
+         },
+         "entry missing", "no file holds device");
+  damage(edit("{", "["), "not JSON", "not valid JSON");
+  damage([] {}, "target does not fit", "does not fit the checkpoint", "f32[1024, 255{tp}]");
+  if (me == 0) fmt::print("selftest: {}\n", ok ? "ok" : "FAILED");
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  const int me = rank_of(MPI_COMM_WORLD);
+  std::string save_dir, load_dir, selftest_dir, mesh_text, type_text;
+  bool checksums = true;
+  CLI::App app{"Save a sharded array, load it on another mesh and type (run under mpirun)"};
+  auto* mode = app.add_option_group("mode");
+  mode->add_option("--save", save_dir, "save the index fill of --type on --mesh to DIR");
+  mode->add_option("--load", load_dir, "load DIR as --type on --mesh and check it");
+  mode->add_option("--selftest", selftest_dir, "save and load several ways, damaged checkpoints included, in DIR");
+  mode->require_option(1);
+  app.add_option("--mesh", mesh_text, "mesh, e.g. tp=8 (its devices are the first ranks)");
+  app.add_option("--type", type_text, "type, e.g. 'f32[1024{tp}, 256]'");
+  app.add_flag("!--no-checksum", checksums, "load: skip the CRC-32 pass over the files");
+  try {
+    app.parse(argc, argv);
+    if (selftest_dir.empty() && (mesh_text.empty() || type_text.empty()))
+      throw CLI::ValidationError("--save and --load need --mesh and --type");
+  } catch (const CLI::ParseError& e) {
+    const int rc = me == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
+    MPI_Finalize();
+    return rc;
+  }
+
+  int rc = 0;
+  try {
+    if (!selftest_dir.empty()) {
+      rc = run_selftest(MPI_COMM_WORLD, selftest_dir) ? 0 : 1;
+    } else {
+      const Mesh mesh = Mesh::parse(mesh_text);
+      Type::parse(type_text, mesh);  // bad text fails here, on every rank alike, before any collective
+      if (!save_dir.empty()) run_save(MPI_COMM_WORLD, save_dir, mesh, type_text);
+      else rc = run_load(MPI_COMM_WORLD, load_dir, mesh, type_text, checksums) == 0 ? 0 : 1;
+    }
+  } catch (const CheckpointError& e) {  // agreed: every rank has the same message
+    if (me == 0) fmt::print(stderr, "checkpoint_reshard: error: {}\n", e.what());
+    rc = 1;
+  } catch (const reshard::Error& e) {  // bad --mesh/--type, or a mesh larger than the world
+    if (me == 0) fmt::print(stderr, "checkpoint_reshard: error: {}\n", e.what());
+    rc = 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "checkpoint_reshard: rank {}: {}\n", me, e.what());
+    MPI_Abort(MPI_COMM_WORLD, 3);
+  }
+  MPI_Finalize();
+  return rc;
+}
