@@ -83,11 +83,12 @@ class Communicator {
 
 // Collective over `group`: checks that every member passes the same `fingerprint` (a hash of
 // what it is about to do) and that none has a `local_error`, before any data moves. On any
-// difference every member throws MismatchError naming the ranks and what they have (from each
-// member's `summary`); a member with a local error throws its own message. One small
+// difference every member throws MismatchError: "ranks disagree on <subject> (rank r has
+// <its summary>; rank q has <q's summary>)", or, where some member has a local error, that
+// error (on that member) and "rank q cannot run it: <error>" (on the others). One small
 // all-reduce when all agree; a gather of the summaries only on failure.
-void check_agreement(Group& group, std::uint64_t fingerprint, const std::string& summary,
-                     const std::string& local_error = {});
+void check_agreement(Group& group, std::string_view subject, std::uint64_t fingerprint,
+                     const std::string& summary, const std::string& local_error = {});
 
 // 64-bit FNV-1a, the fingerprint used with check_agreement.
 std::uint64_t fnv1a(std::string_view text, std::uint64_t seed = 0xcbf29ce484222325ull);

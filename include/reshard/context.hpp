@@ -14,9 +14,9 @@
 // DESIGN.md 1); the other ranks do not participate: their reshard() and collective calls
 // return at once. A mesh with more devices than ranks is a MismatchError on every rank.
 //
-// Collective (over every rank of the communicator): the constructor and the destructor.
-// Collective over the participating ranks: reshard(), count_index_mismatches(), and the first
-// use of a plan with a new group of axes. Local: plan(), local_*(), fill_index().
+// Collective over every rank of the communicator: the constructor. Collective over the
+// participating ranks: reshard(), count_index_mismatches() and the destructor (it frees the
+// group communicators). Local: plan(), local_*(), fill_index().
 // Thread safety: plan() may be called from any thread (the cache is locked); everything else
 // one thread at a time, and only one collective call in flight per Context.
 #include <cstddef>
@@ -52,7 +52,8 @@ class Context {
   std::shared_ptr<const Plan> plan(const Type& src, const Type& dst);
   const SynthOptions& synth_options() const { return opts_; }
 
-  // This rank's block of `type` (an empty box on ranks outside the mesh).
+  // This rank's block of `type`. On ranks outside the mesh: a box of empty intervals (for a
+  // rank-0 type that is a box without dims; go by local_elements(), which is 0 there).
   Box local_block(const Type& type) const;
   std::int64_t local_elements(const Type& type) const;
   std::int64_t local_bytes(const Type& type) const;

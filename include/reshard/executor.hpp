@@ -3,8 +3,8 @@
 // (comm.hpp). Each step moves exactly the transfers route.hpp defines, with one collective
 // call chosen per step:
 //
-//   all_gather      Allgatherv when every member sends one box to all and receives in place,
-//                   else Alltoallv
+//   all_gather      Allgatherv when every member sends one box to all and receives in place
+//                   (checked on every member's route, groups up to 256), else Alltoallv
 //   all_to_all      Alltoallv
 //   reduce_scatter  Reduce_scatter when all members hold the same block, else point-to-point
 //                   and a reduction in group order
@@ -14,9 +14,12 @@
 //   slice, local    one local box copy (make_partial: the identity on non-lead devices)
 //
 // Boxes contiguous in the input are sent straight from it and boxes contiguous in the output
-// land in place; others go through a staging buffer. Transfers to oneself are one box copy.
-// The caller's input is never written. Workspace (BufferPlan scratch slots and staging) is
-// allocated once per plan, kept for later calls and reported (bytes actually allocated).
+// land in place; others are packed or unpacked through staging. Transfers to oneself are one
+// box copy. The caller's input is never written. Workspace: BufferPlan's scratch slots (plus
+// one where this device's uneven output is smaller than an intermediate BufferPlan puts in
+// it), and staging, which goes into whichever buffer is idle during the step (the caller's
+// output included) before a staging buffer of its own. Allocated once per plan, kept for
+// later calls (cached by the plan's fingerprint), and reported as bytes actually allocated.
 //
 // Collective: execute() is collective over every device of the communicator's mesh; all must
 // pass the same plan (checked, see below). Thread safety: none; one thread at a time.
@@ -37,6 +40,10 @@ struct ExecOptions {
   // of hanging). false: only the first call of each plan checks the plan, and buffer sizes
   // are checked locally (a wrong size then throws on that device only).
   bool check_every_call = true;
+  // Move every step with point-to-point messages (Isend/Irecv, reductions done locally in
+  // group order) instead of the collective chosen per op: slower; for cross-checking an MPI
+  // library's collectives and for debugging. All devices must agree on it (checked).
+  bool point_to_point_only = false;
 };
 
 class Executor {
@@ -65,6 +72,10 @@ class Executor {
   std::int64_t workspace_peak_bytes() const { return peak_; }
   // Frees every plan's workspace (prepared state is rebuilt on the next execute).
   void release_workspace();
+  // How this device runs each step of `plan`, one line per step: the call chosen (allgatherv,
+  // alltoallv, reduce_scatter, allreduce, p2p, p2p_reduce or local), what is staged, and
+  // which buffers it reads and writes. Empty before the plan's first execute. Local.
+  std::string explain(const Plan& plan) const;
 
   Communicator& communicator() const { return comm_; }
 
@@ -72,6 +83,7 @@ class Executor {
 
  private:
   Prepared& prepare(const Plan& plan, const std::string& key);
+  std::string key_of(const Plan& plan) const;  // plan_fingerprint and the options that matter
 
   Communicator& comm_;
   ExecOptions opts_;

@@ -42,8 +42,8 @@ std::string report(std::uint64_t fp, const std::string& summary, const std::stri
   return fmt::format("{}{:016x}{}", error.empty() ? '0' : '1', fp, error.empty() ? summary : error);
 }
 
-[[noreturn]] void throw_disagreement(Group& g, std::uint64_t fp, const std::string& summary,
-                                     const std::string& error) {
+[[noreturn]] void throw_disagreement(Group& g, std::string_view subject, std::uint64_t fp,
+                                     const std::string& summary, const std::string& error) {
   std::vector<std::string> all = gather_texts(g, report(fp, summary, error));
   const int me = g.rank();
   if (!error.empty()) throw MismatchError(error);
@@ -53,15 +53,15 @@ std::string report(std::uint64_t fp, const std::string& summary, const std::stri
   std::string mine = fmt::format("{:016x}", fp);
   for (std::size_t r = 0; r < all.size(); ++r)
     if (all[r].substr(1, 16) != mine)
-      throw MismatchError(fmt::format("ranks disagree on the plan (rank {} has {}; rank {} has {})", me,
+      throw MismatchError(fmt::format("ranks disagree on {} (rank {} has {}; rank {} has {})", subject, me,
                                       summary, r, all[r].substr(17)));
-  throw MismatchError("ranks disagree on the plan");  // unreachable: the hashes differed
+  throw MismatchError(fmt::format("ranks disagree on {}", subject));  // unreachable: hashes differed
 }
 
 }  // namespace
 
-void check_agreement(Group& group, std::uint64_t fingerprint, const std::string& summary,
-                     const std::string& local_error) {
+void check_agreement(Group& group, std::string_view subject, std::uint64_t fingerprint,
+                     const std::string& summary, const std::string& local_error) {
   // min(fp) and min(~fp) = ~max(fp): all members agree iff both equal their own value, and
   // then every member sees it (if one saw min = max = its own, all values are equal).
   const auto fp = static_cast<std::int64_t>(fingerprint);
@@ -69,7 +69,7 @@ void check_agreement(Group& group, std::uint64_t fingerprint, const std::string&
   std::int64_t lo[3];
   group.allreduce(mine, lo, 3, DType::i64, ReduceOp::min);
   if (lo[0] == fp && lo[1] == ~fp && lo[2] == INT64_MAX) return;
-  throw_disagreement(group, fingerprint, summary, local_error);
+  throw_disagreement(group, subject, fingerprint, summary, local_error);
 }
 
 }  // namespace reshard

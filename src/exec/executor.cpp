@@ -11,13 +11,22 @@
 namespace reshard {
 
 namespace {
-constexpr int kInput = -1;  // the caller's input; slot 0 is the caller's output
-constexpr int kSlots = 4;   // 0: output, 1-2: BufferPlan scratch, 3: see assign_slots
+constexpr int kInput = -1;    // the caller's input; slot 0 is the caller's output
+constexpr int kSlots = 4;     // 0: output, 1-2: BufferPlan scratch, 3: see assign_slots
+constexpr int kStaging = -2;  // the staging buffer, for what no free slot can hold
+
+// Where a step's send or receive staging lives: a byte offset into a slot or the staging buffer.
+struct Place {
+  int slot = kStaging;
+  std::int64_t offset = 0;
+};
 }  // namespace
 
 struct Executor::Prepared {
   std::vector<exec::StepExec> steps;
   std::vector<int> in_slot, out_slot;
+  std::vector<Place> send_at, recv_at;
+  std::int64_t capacity[kSlots] = {};            // bytes; [0]: this device's output buffer
   std::unique_ptr<std::byte[]> scratch[kSlots];  // [0] unused: the caller's output
   std::unique_ptr<std::byte[]> staging;
   std::int64_t bytes = 0;  // allocated
@@ -25,7 +34,10 @@ struct Executor::Prepared {
 
 std::string plan_fingerprint(const Plan& plan) {
   std::string s = fmt::format("{}|{}|{}|{}", plan.mesh, plan.src, plan.dst, plan.strategy);
-  for (const Step& step : plan.steps) s += "|" + to_string(step);
+  for (const Step& step : plan.steps) {
+    s += '|';
+    s += to_string(step);
+  }
   return s;
 }
 
@@ -78,6 +90,30 @@ void assign_slots(const Plan& plan, int me, std::int64_t out_bytes, Executor::Pr
   }
 }
 
+// Staging goes where nothing lives during the step: a step reads only its input slot and
+// writes only its output slot, so the caller's output buffer and the other scratch slots
+// are free then. What fits nowhere goes to the staging buffer. Returns that buffer's size.
+std::int64_t place_staging(const Plan& plan, Executor::Prepared& p) {
+  const auto elem = static_cast<std::int64_t>(size_of(plan.src.dtype));
+  std::int64_t staging = 0;
+  for (std::size_t k = 0; k < p.steps.size(); ++k) {
+    std::int64_t used[kSlots] = {}, dedicated = 0;
+    auto place = [&](std::int64_t bytes) {
+      for (int s = 0; s < kSlots && bytes; ++s)
+        if (s != p.in_slot[k] && s != p.out_slot[k] && p.capacity[s] - used[s] >= bytes) {
+          used[s] += bytes;
+          return Place{s, used[s] - bytes};
+        }
+      dedicated += bytes;
+      return Place{kStaging, dedicated - bytes};
+    };
+    p.send_at.push_back(place(p.steps[k].send_stage * elem));
+    p.recv_at.push_back(place(p.steps[k].recv_stage * elem));
+    staging = std::max(staging, dedicated);
+  }
+  return staging;
+}
+
 std::unique_ptr<std::byte[]> allocate(std::int64_t bytes, std::int64_t& total) {
   total += bytes;
   return std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(bytes));
@@ -88,33 +124,38 @@ std::unique_ptr<std::byte[]> allocate(std::int64_t bytes, std::int64_t& total) {
 Executor::Executor(Communicator& comm, ExecOptions opts) : comm_(comm), opts_(opts) {}
 Executor::~Executor() = default;
 
+std::string Executor::key_of(const Plan& plan) const {
+  std::string key = plan_fingerprint(plan);
+  if (opts_.point_to_point_only) key += "|point-to-point only";  // devices must agree on it too
+  return key;
+}
+
 Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) {
   auto p = std::make_unique<Prepared>();
   const int me = comm_.device();
-  const auto elem = static_cast<std::int64_t>(size_of(plan.src.dtype));
-  for (std::size_t k = 0; k < plan.steps.size(); ++k)
-    p->steps.push_back(exec::prepare_step(comm_, plan.steps[k], static_cast<int>(k)));
+  for (const Step& step : plan.steps)
+    p->steps.push_back(exec::prepare_step(comm_, step, opts_.point_to_point_only));
   assign_slots(plan, me, plan.dst.local_bytes(plan.mesh, me), *p);
-  std::int64_t slot_bytes[kSlots] = {}, stage = 0;
+  p->capacity[0] = plan.dst.local_bytes(plan.mesh, me);
   for (std::size_t k = 0; k < plan.steps.size(); ++k) {
-    std::int64_t& b = slot_bytes[p->out_slot[k]];
+    if (p->out_slot[k] == 0) continue;  // assign_slots kept what lands there within the output
+    std::int64_t& b = p->capacity[p->out_slot[k]];
     b = std::max(b, plan.steps[k].out.local_bytes(plan.mesh, me));
-    stage = std::max(stage, (p->steps[k].send_stage + p->steps[k].recv_stage) * elem);
   }
   for (int s = 1; s < kSlots; ++s)
-    if (slot_bytes[s]) p->scratch[s] = allocate(slot_bytes[s], p->bytes);
-  if (stage) p->staging = allocate(stage, p->bytes);
+    if (p->capacity[s]) p->scratch[s] = allocate(p->capacity[s], p->bytes);
+  if (std::int64_t stage = place_staging(plan, *p)) p->staging = allocate(stage, p->bytes);
   held_ += p->bytes;
   peak_ = std::max(peak_, held_);
   return *prepared_.emplace(key, std::move(p)).first->second;
 }
 
 void Executor::execute(const Plan& plan, const void* in, std::size_t in_bytes, void* out, std::size_t out_bytes) {
-  std::string key = plan_fingerprint(plan);
+  std::string key = key_of(plan);
   auto it = prepared_.find(key);
   std::string err = local_error(comm_, plan, in, in_bytes, out, out_bytes);
   if (opts_.check_every_call || it == prepared_.end())
-    check_agreement(comm_.world(), fnv1a(key), summary(plan), err);
+    check_agreement(comm_.world(), "the plan", fnv1a(key), summary(plan), err);
   else if (!err.empty())
     throw MismatchError(err);
   Prepared& p = it != prepared_.end() ? *it->second : prepare(plan, key);
@@ -123,17 +164,39 @@ void Executor::execute(const Plan& plan, const void* in, std::size_t in_bytes, v
     return;
   }
   auto buffer = [&](int slot) {
-    return slot == 0 ? static_cast<std::byte*>(out) : p.scratch[slot].get();
+    return slot == 0 ? static_cast<std::byte*>(out) : slot == kStaging ? p.staging.get() : p.scratch[slot].get();
   };
+  auto at = [&](Place pl) { return buffer(pl.slot) + pl.offset; };
   for (std::size_t k = 0; k < p.steps.size(); ++k) {
     const std::byte* src = p.in_slot[k] == kInput ? static_cast<const std::byte*>(in) : buffer(p.in_slot[k]);
-    exec::run_step(p.steps[k], src, buffer(p.out_slot[k]), p.staging.get());
+    exec::run_step(p.steps[k], src, buffer(p.out_slot[k]), at(p.send_at[k]), at(p.recv_at[k]));
   }
 }
 
 std::int64_t Executor::workspace_bytes(const Plan& plan) const {
-  auto it = prepared_.find(plan_fingerprint(plan));
+  auto it = prepared_.find(key_of(plan));
   return it == prepared_.end() ? 0 : it->second->bytes;
+}
+
+namespace {
+std::string slot_name(int slot) {
+  return slot == kInput ? "input" : slot == 0 ? "output" : slot == kStaging ? "staging" : fmt::format("scratch{}", slot);
+}
+}  // namespace
+
+std::string Executor::explain(const Plan& plan) const {
+  auto it = prepared_.find(key_of(plan));
+  if (it == prepared_.end()) return {};
+  const Prepared& p = *it->second;
+  std::string r;
+  for (std::size_t k = 0; k < p.steps.size(); ++k) {
+    const exec::StepExec& s = p.steps[k];
+    r += fmt::format("{:>2}. {:<15}{:<15}{} -> {}{}{}\n", k + 1, name_of(plan.steps[k].op), fmt::to_string(s.mode),
+                     slot_name(p.in_slot[k]), slot_name(p.out_slot[k]),
+                     s.send_stage ? fmt::format(", packs {} elements in {}", s.send_stage, slot_name(p.send_at[k].slot)) : "",
+                     s.recv_stage ? fmt::format(", unpacks {} elements from {}", s.recv_stage, slot_name(p.recv_at[k].slot)) : "");
+  }
+  return r;
 }
 
 void Executor::release_workspace() {

@@ -40,22 +40,22 @@ struct StepExec {
   // Reduce fallback: every contribution in group order, this device's own (peer -1) included.
   std::vector<Xfer> reduce_order;
   bool stage_sends = false, stage_recvs = false;
-  std::int64_t send_stage = 0, recv_stage = 0;  // staging elements; receives follow sends
+  std::int64_t send_stage = 0, recv_stage = 0;  // staging elements
   // Collective arguments, by group rank.
   std::vector<Segment> send_segs, recv_segs;
   std::vector<std::int64_t> counts;
   std::int64_t count = 0, send_at = 0;  // allgatherv: this device's box; allreduce: elements
   bool send_direct = false;             // allgatherv / reduce_scatter: send from the input
   bool fill_identity = false;           // make_partial on a non-lead device
-  int tag = 0;                          // step index
 };
 
-// Pre: the step is valid on `mesh`. Collective over all devices: creates group communicators.
-StepExec prepare_step(Communicator& comm, const Step& step, int index);
+// Pre: the step is valid on `mesh`. Collective over all devices: creates group communicators
+// (none when `p2p_only`: every step then runs point-to-point).
+StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only);
 
-// Runs the step: reads `in` (this device's in-block), writes `out` (its out-block), uses
-// `staging` (at least send_stage + recv_stage elements).
-void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte* staging);
+// Runs the step: reads `in` (this device's in-block), writes `out` (its out-block), packs
+// into `send_stage` (send_stage elements) and receives into `recv_stage` (recv_stage elements).
+void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte* send_stage, std::byte* recv_stage);
 
 }  // namespace reshard::exec
 

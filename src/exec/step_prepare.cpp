@@ -107,12 +107,18 @@ void fill_segments(StepExec& s, int group_size) {
   for (const Xfer& x : s.recvs) s.recv_segs[x.peer] = {x.at, x.count};
 }
 
+// Routing every member costs O(group^2); larger all-gathers take Alltoallv, which fits any route.
+constexpr std::size_t kMaxCheckedGroup = 256;
+
 // Allgatherv fits when every member sends one box to every member (or nothing at all) and
 // every member can receive every box in place. Fills each member's box.
 bool allgather_fits(const Ctx& c, std::vector<Box>& contrib) {
   const std::size_t g = c.members.size();
+  if (g > kMaxCheckedGroup) return false;
   std::vector<DeviceRoute> routes(g);
-  contrib.assign(g, Box{});
+  Box nothing;  // of the array's rank (a Box without dims is a scalar: one element)
+  nothing.dims.assign(c.step.in.dims.size(), Interval{});
+  contrib.assign(g, nothing);
   std::size_t senders = 0;
   for (std::size_t i = 0; i < g; ++i) {
     routes[i] = route(c.mesh, c.step, c.members[i]);
@@ -166,8 +172,8 @@ void prepare_allgatherv(const Ctx& c, StepExec& s, const std::vector<Box>& contr
   for (const Box& b : contrib) s.recv_segs.push_back({b.volume() ? linear_offset(b, c.out_block) : 0, b.volume()});
 }
 
-void prepare_moving(Ctx& c, StepExec& s, Communicator& comm) {
-  const bool p2p = c.step.op == Op::permute || c.step.op == Op::exchange;
+void prepare_moving(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only) {
+  const bool p2p = p2p_only || c.step.op == Op::permute || c.step.op == Op::exchange;
   if (p2p) {
     s.group = &comm.world();  // peers are device numbers; only the pairs that exchange talk
     s.mode = Mode::p2p;
@@ -225,7 +231,8 @@ void prepare_reduce_p2p(Ctx& c, StepExec& s, Communicator& comm) {
     s.reduce_order.push_back(t.peer == c.me ? c.self(t.box) : s.recvs[next++]);
 }
 
-void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm) {
+void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only) {
+  if (p2p_only) return prepare_reduce_p2p(c, s, comm);
   s.group = &comm.group(c.step.axes);
   c.members = group_of(c.mesh, c.step.axes, c.me);
   const bool all_reduce = c.step.op == Op::all_reduce;
@@ -237,7 +244,7 @@ void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm) {
 
 }  // namespace
 
-StepExec prepare_step(Communicator& comm, const Step& step, int index) {
+StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only) {
   const Mesh& mesh = comm.mesh();
   const int me = comm.device();
   Ctx c{mesh, step, me, step.in.block(mesh, me), step.out.block(mesh, me), route(mesh, step, me), {}};
@@ -246,10 +253,9 @@ StepExec prepare_step(Communicator& comm, const Step& step, int index) {
   s.op = step.in.op;
   s.in_shape = extents(c.in_block);
   s.out_shape = extents(c.out_block);
-  s.tag = index;
   if (!step.communicates()) prepare_local(c, s);
-  else if (step.reduces()) prepare_reducing(c, s, comm);
-  else prepare_moving(c, s, comm);
+  else if (step.reduces()) prepare_reducing(c, s, comm, p2p_only);
+  else prepare_moving(c, s, comm, p2p_only);
   return s;
 }
 

@@ -68,9 +68,8 @@ void reduce_in_order(const Bufs& b) {
 
 }  // namespace
 
-void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte* staging) {
-  const std::size_t elem = size_of(s.dtype);
-  Bufs b{s, in, out, staging, staging + s.send_stage * elem, elem};
+void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte* send_stage, std::byte* recv_stage) {
+  Bufs b{s, in, out, send_stage, recv_stage, size_of(s.dtype)};
   switch (s.mode) {
     case Mode::local:
       copy_self(b);

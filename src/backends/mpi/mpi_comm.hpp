@@ -19,7 +19,8 @@ namespace reshard::mpi {
 void check(int rc, const char* what);
 // The MPI datatype of one element (f16 and bf16 travel as 16-bit words).
 MPI_Datatype datatype_of(DType t);
-// MPI's built-in op, or for f16/bf16 a commutative user op that computes in float.
+// MPI's built-in op where it computes as reduce_into does, else a commutative user op that
+// calls reduce_into (f16/bf16 in float; 8- and 16-bit integer sums, which must wrap).
 MPI_Op op_of(DType t, ReduceOp op);
 
 class MpiGroup final : public Group {

@@ -1,0 +1,90 @@
+#pragma once
+// DistArray<T>: a distributed array that owns this rank's shard (a std::vector<T>), knows its
+// Type and runs on a Context.
+//
+//   reshard::DistArray<float> a(ctx, reshard::Type::parse("f32[1024{x},64]", ctx.mesh()));
+//   std::ranges::fill(a.local(), 1.0f);
+//   auto b = a.reshard_to(reshard::Type::parse("f32[1024,64{x}]", ctx.mesh()));  // collective
+//
+// T is the dtype's storage type: double f64, float f32, std::int64_t i64, std::int32_t i32,
+// std::int16_t i16, std::int8_t i8, std::uint8_t u8, and std::uint16_t for f16 and bf16 (their
+// bits). On ranks outside the mesh the shard is empty and resharding does nothing.
+//
+// Collective (over the Context's participants): reshard_to() and reshard(). Everything else
+// is local. Thread safety: as the Context (one collective at a time); distinct arrays may be
+// read concurrently.
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "reshard/context.hpp"
+#include "reshard/error.hpp"
+
+namespace reshard {
+
+// Whether T stores elements of dtype t.
+template <class T>
+constexpr bool stores(DType t) {
+  switch (t) {
+    case DType::f64: return std::is_same_v<T, double>;
+    case DType::f32: return std::is_same_v<T, float>;
+    case DType::f16:
+    case DType::bf16: return std::is_same_v<T, std::uint16_t>;
+    case DType::i64: return std::is_same_v<T, std::int64_t>;
+    case DType::i32: return std::is_same_v<T, std::int32_t>;
+    case DType::i16: return std::is_same_v<T, std::int16_t>;
+    case DType::i8: return std::is_same_v<T, std::int8_t>;
+    case DType::u8: return std::is_same_v<T, std::uint8_t>;
+  }
+  return false;
+}
+
+template <class T>
+class DistArray {
+ public:
+  // A zero-filled shard of `type`. Throws MismatchError if T does not store type.dtype.
+  DistArray(Context& ctx, Type type) : ctx_(&ctx), type_(std::move(type)) {
+    check_dtype();
+    local_.assign(static_cast<std::size_t>(ctx.local_elements(type_)), T{});
+  }
+  // Takes `local` as this rank's shard; its size must be the shard's (MismatchError).
+  DistArray(Context& ctx, Type type, std::vector<T> local) : ctx_(&ctx), type_(std::move(type)), local_(std::move(local)) {
+    check_dtype();
+    if (static_cast<std::int64_t>(local_.size()) != ctx.local_elements(type_))
+      throw MismatchError(fmt::format("a shard of {} elements for {}, whose block {} on this rank has {}",
+                                      local_.size(), type_, ctx.local_block(type_), ctx.local_elements(type_)));
+  }
+
+  const Type& type() const { return type_; }
+  Context& context() const { return *ctx_; }
+  Box block() const { return ctx_->local_block(type_); }
+  std::span<T> local() { return local_; }
+  std::span<const T> local() const { return local_; }
+  // Gives up the shard (the array is left empty).
+  std::vector<T> release() && { return std::move(local_); }
+
+  // A new array holding the same logical value with type `dst`. Collective.
+  DistArray reshard_to(const Type& dst) const {
+    DistArray r(*ctx_, dst);
+    ctx_->reshard(*ctx_->plan(type_, dst), local_.data(), local_.size() * sizeof(T), r.local_.data(),
+                  r.local_.size() * sizeof(T));
+    return r;
+  }
+  // Same, replacing this array's shard and type (the old shard is freed after the call).
+  void reshard(const Type& dst) { *this = reshard_to(dst); }
+
+ private:
+  void check_dtype() const {
+    if (!stores<T>(type_.dtype))
+      throw MismatchError(fmt::format("a DistArray of {}-byte elements cannot hold {} (type {})", sizeof(T),
+                                      type_.dtype, type_));
+  }
+
+  Context* ctx_;
+  Type type_;
+  std::vector<T> local_;
+};
+
+}  // namespace reshard

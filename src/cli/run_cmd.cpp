@@ -1,0 +1,204 @@
+// `reshard run` (DESIGN.md 5): execute a plan across the MPI ranks, optionally filling,
+// checking, dumping and timing it. Output comes from rank 0 only, except error messages.
+//
+// Errors never leave ranks waiting: a rank whose arguments do not parse prints why and calls
+// MPI_Abort(MPI_COMM_WORLD, 2), which brings every rank down (it cannot take part in the
+// agreement check without a mesh and types); any exception later (including the agreed
+// "ranks disagree" and buffer checks, thrown on every rank) is printed and ends in MPI_Abort.
+#include <bit>
+#include <climits>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "mpi_session.hpp"
+#include "mpi_timing.hpp"
+#include "plan_json.hpp"
+#include "reshard/context.hpp"
+#include "reshard/error.hpp"
+
+namespace reshard::cli {
+
+namespace {
+
+struct RunArgs {
+  std::string mesh, from, to, backend = "mpi", fill = "zero", dump, topology, strategy = "reshard";
+  bool check = false, json = false, raw_alltoall = false;
+  int iters = 0;
+};
+
+struct Inputs {
+  Mesh mesh;
+  Type src, dst;
+  SynthOptions opts;
+};
+
+Inputs parse_or_abort(const RunArgs& a, int rank) {
+  try {
+    if (a.backend == "nccl")
+      throw Error("--backend nccl: this build has no NCCL executor (it needs CUDA, NCCL and the NCCL "
+                  "backend at configure time); use --backend mpi");
+    Inputs in{Mesh::parse(a.mesh), {}, {}, {}};
+    in.src = Type::parse(a.from, in.mesh);
+    in.dst = Type::parse(a.to, in.mesh);
+    check_compatible(in.mesh, in.src, in.dst);
+    in.opts.strategy = strategy_from_name(a.strategy);
+    if (!a.topology.empty()) in.opts.topology = Topology::parse(a.topology);
+    return in;
+  } catch (const std::exception& e) {
+    abort_all("run", rank, e.what());
+  }
+}
+
+// What one run measured, agreed across the participating ranks.
+struct Outcome {
+  double first_call_s = 0;  // the first execution (prepares the plan: communicators, buffers)
+  TimeStats iters;
+  std::optional<TimeStats> raw;  // one MPI_Alltoall of the source shard's bytes
+  std::int64_t raw_bytes_per_rank = 0;
+  std::optional<std::int64_t> mismatches;
+  std::int64_t workspace_peak = 0;  // max over ranks of bytes the executor allocated
+  std::int64_t dst_bytes_total = 0;  // target shard bytes summed over ranks
+};
+
+// One raw MPI_Alltoall moving the largest source shard from every rank, split evenly.
+TimeStats time_raw_alltoall(MPI_Comm comm, std::int64_t shard_bytes, int iters, std::int64_t& per_rank) {
+  int n = 0;
+  MPI_Comm_size(comm, &n);
+  const std::int64_t chunk = (shard_bytes + n - 1) / n;
+  per_rank = chunk * n;
+  if (chunk > INT_MAX) throw Error("the source shard is too large for one MPI_Alltoall of bytes");
+  std::vector<std::byte> send(static_cast<std::size_t>(per_rank)), recv(send.size());
+  auto once = [&] {
+    if (MPI_Alltoall(send.data(), static_cast<int>(chunk), MPI_BYTE, recv.data(), static_cast<int>(chunk),
+                     MPI_BYTE, comm) != MPI_SUCCESS)
+      throw Error("MPI_Alltoall failed");
+  };
+  once();  // warm-up
+  return stats_of(time_iterations(comm, iters, once));
+}
+
+void dump_shard(const std::string& dir, int rank, const std::vector<std::byte>& shard) {
+  static_assert(std::endian::native == std::endian::little, "--dump writes the host's bytes as little-endian");
+  std::filesystem::create_directories(dir);  // every rank; concurrent creation is fine
+  std::string path = fmt::format("{}/rank{}.bin", dir, rank);
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(shard.data()), static_cast<std::streamsize>(shard.size()));
+  if (!f) throw Error(fmt::format("cannot write {}", path));
+}
+
+Outcome execute(const RunArgs& a, const Inputs& in, Context& ctx, const Plan& plan) {
+  Outcome o;
+  MPI_Comm comm = ctx.comm();
+  std::vector<std::byte> src(static_cast<std::size_t>(ctx.local_bytes(in.src)));
+  std::vector<std::byte> dst(static_cast<std::size_t>(ctx.local_bytes(in.dst)));
+  if (a.fill == "index" || a.check) ctx.fill_index(in.src, src.data());
+  auto run = [&] { ctx.reshard(plan, src.data(), src.size(), dst.data(), dst.size()); };
+  o.first_call_s = stats_of(time_iterations(comm, 1, run)).median_s;
+  o.iters = stats_of(time_iterations(comm, a.iters, run));
+  if (a.raw_alltoall)
+    o.raw = time_raw_alltoall(comm, plan.stats.src_local_bytes, std::max(a.iters, 1), o.raw_bytes_per_rank);
+  if (a.check) o.mismatches = ctx.count_index_mismatches(in.dst, dst.data(), dst.size());
+  if (!a.dump.empty()) dump_shard(a.dump, ctx.device(), dst);
+  o.workspace_peak = reduce_all(comm, ctx.executor()->workspace_peak_bytes(), MPI_MAX);
+  o.dst_bytes_total = reduce_all(comm, static_cast<std::int64_t>(dst.size()), MPI_SUM);
+  return o;
+}
+
+nlohmann::json to_json(const Plan& plan, const Outcome& o, int ranks) {
+  nlohmann::json j = plan_to_json(plan);
+  j["backend"] = "mpi";
+  j["ranks"] = ranks;
+  j["first_call_s"] = o.first_call_s;
+  j["iters"] = o.iters.iters;
+  if (o.iters.iters) {
+    // Per iteration: the max across ranks; then median, min and max over iterations.
+    j["time_median_s"] = o.iters.median_s;
+    j["time_min_s"] = o.iters.min_s;
+    j["time_max_s"] = o.iters.max_s;
+    // algbw: the target's shard bytes summed over ranks, moved per median iteration.
+    j["algbw_GBps"] = o.iters.median_s > 0 ? static_cast<double>(o.dst_bytes_total) / o.iters.median_s / 1e9 : 0.0;
+  }
+  j["workspace_peak_bytes"] = o.workspace_peak;  // measured: max over ranks of bytes allocated
+  if (o.raw) {
+    j["raw_alltoall_bytes_per_rank"] = o.raw_bytes_per_rank;
+    j["raw_alltoall_median_s"] = o.raw->median_s;
+    j["raw_alltoall_min_s"] = o.raw->min_s;
+  }
+  if (o.mismatches) {
+    j["checked"] = true;
+    j["mismatches"] = *o.mismatches;
+  }
+  return j;
+}
+
+std::string human_s(double s) {
+  return s >= 1 ? fmt::format("{:.3f} s", s) : s >= 1e-3 ? fmt::format("{:.3f} ms", s * 1e3) : fmt::format("{:.1f} us", s * 1e6);
+}
+
+void print_readable(const Plan& plan, const Outcome& o, int ranks, const std::string& explained) {
+  fmt::print("reshard run: mesh {} on {} ranks, {} -> {}: {} steps ({} plan); rank 0 runs them as\n{}", plan.mesh,
+             ranks, plan.src, plan.dst, plan.steps.size(), plan.strategy, explained);
+  if (o.mismatches)
+    fmt::print("  check: {}\n", *o.mismatches ? fmt::format("FAILED, {} elements differ", *o.mismatches) : "ok");
+  fmt::print("  first call {}", human_s(o.first_call_s));
+  if (o.iters.iters)
+    fmt::print("; per iteration (max over ranks) median {}, min {}, max {} over {} iterations, algbw {:.2f} GB/s",
+               human_s(o.iters.median_s), human_s(o.iters.min_s), human_s(o.iters.max_s), o.iters.iters,
+               static_cast<double>(o.dst_bytes_total) / o.iters.median_s / 1e9);
+  fmt::print("\n");
+  if (o.raw)
+    fmt::print("  raw MPI_Alltoall of {} B per rank: median {}\n", o.raw_bytes_per_rank, human_s(o.raw->median_s));
+  fmt::print("  workspace: plan {} B, allocated {} B (max over ranks); received (max rank) {} B\n",
+             plan.stats.workspace_bytes, o.workspace_peak, plan.stats.bytes_recv_max);
+}
+
+int run(const RunArgs& a, const Inputs& in, int rank) {
+  Context ctx(in.mesh, MPI_COMM_WORLD, in.opts);
+  if (!ctx.participates()) return 0;  // ranks beyond the mesh sit this out
+  std::shared_ptr<const Plan> plan = ctx.plan(in.src, in.dst);
+  Outcome o = execute(a, in, ctx, *plan);
+  if (rank == 0) {
+    if (a.json) fmt::print("{}\n", to_json(*plan, o, in.mesh.num_devices()).dump(2));
+    else print_readable(*plan, o, in.mesh.num_devices(), ctx.executor()->explain(*plan));
+  }
+  if (o.mismatches && *o.mismatches) {
+    if (rank == 0) fmt::print(stderr, "reshard run: check failed: {} elements differ\n", *o.mismatches);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_run_command(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* sub = app.add_subcommand("run", "Execute a resharding plan across MPI ranks (under mpirun)");
+  sub->add_option("--mesh", a->mesh, "Device mesh, e.g. x=2,y=4 (the first ranks are its devices)")->required();
+  sub->add_option("--from", a->from, "Source type, e.g. f32[1024{x},64]")->required();
+  sub->add_option("--to", a->to, "Target type")->required();
+  sub->add_option("--backend", a->backend, "mpi (host buffers) or nccl")->check(CLI::IsMember({"mpi", "nccl"}));
+  sub->add_option("--fill", a->fill, "Source contents: index (DESIGN.md 5) or zero")->check(CLI::IsMember({"index", "zero"}));
+  sub->add_flag("--check", a->check, "Verify every rank's target shard (implies --fill index)");
+  sub->add_option("--dump", a->dump, "Write each rank's target shard to DIR/rank<r>.bin");
+  sub->add_option("--iters", a->iters, "Time N executions after the first")->check(CLI::NonNegativeNumber);
+  sub->add_flag("--json", a->json, "Print one JSON object (rank 0)");
+  sub->add_flag("--raw-alltoall", a->raw_alltoall, "Also time one MPI_Alltoall of the source shard's bytes");
+  sub->add_option("--topology", a->topology, "Per-axis links for the cost model, e.g. tp=nvlink,dp=ib");
+  sub->add_option("--strategy", a->strategy, "reshard, naive, greedy_per_axis or exchange");
+  return [a]() -> int {
+    MpiSession mpi;
+    Inputs in = parse_or_abort(*a, mpi.rank());
+    try {
+      return run(*a, in, mpi.rank());
+    } catch (const std::exception& e) {
+      abort_all("run", mpi.rank(), e.what());
+    }
+  };
+}
+
+}  // namespace reshard::cli
