@@ -24,12 +24,19 @@ BufferPlan buffer_plan(const Plan& plan) {
   BufferPlan bp;
   int n = static_cast<int>(plan.steps.size());
   bp.slot.assign(n, 0);
-  std::int64_t out_bytes = plan.dst.max_local_bytes(plan.mesh);
+  const Mesh& m = plan.mesh;
+  // The output buffer can hold an intermediate only where it fits on every device: with
+  // uneven blocks a device's own target shard may be smaller than its intermediate.
+  auto fits_output = [&](const Type& t) {
+    for (int d = 0; d < m.num_devices(); ++d)
+      if (t.local_bytes(m, d) > plan.dst.local_bytes(m, d)) return false;
+    return true;
+  };
   for (int k = n - 2; k >= 0; --k) {
     int after = bp.slot[k + 1];
-    std::int64_t need = plan.steps[k].out.max_local_bytes(plan.mesh);
+    std::int64_t need = plan.steps[k].out.max_local_bytes(m);
     // Step k+1 reads slot[k] and writes slot[k+1]: they must differ.
-    if (after != 0 && need <= out_bytes) bp.slot[k] = 0;
+    if (after != 0 && fits_output(plan.steps[k].out)) bp.slot[k] = 0;
     else bp.slot[k] = after == 1 ? 2 : 1;
     bp.scratch_bytes[bp.slot[k]] = std::max(bp.scratch_bytes[bp.slot[k]], bp.slot[k] ? need : 0);
   }

@@ -12,7 +12,7 @@ namespace reshard {
 
 namespace {
 constexpr int kInput = -1;    // the caller's input; slot 0 is the caller's output
-constexpr int kSlots = 4;     // 0: output, 1-2: BufferPlan scratch, 3: see assign_slots
+constexpr int kSlots = 3;     // 0: output, 1-2: BufferPlan scratch
 constexpr int kStaging = -2;  // the staging buffer, for what no free slot can hold
 
 // Where a step's send or receive staging lives: a byte offset into a slot or the staging buffer.
@@ -74,18 +74,15 @@ std::string local_error(const Communicator& comm, const Plan& plan, const void* 
   return {};
 }
 
-// BufferPlan's slots, except that it sizes the output by the largest target shard of any
-// device: where this device's intermediate would not fit its own (smaller, uneven) output
-// buffer, the step writes a third scratch buffer instead. Neither neighbour of a step in
-// slot 0 is in slot 0, so slot 3 never meets itself.
-void assign_slots(const Plan& plan, int me, std::int64_t out_bytes, Executor::Prepared& p) {
+// BufferPlan's slots (it only puts an intermediate in the output buffer where it fits on
+// every device).
+void assign_slots(const Plan& plan, Executor::Prepared& p) {
   const int n = static_cast<int>(plan.steps.size());
   BufferPlan bp = buffer_plan(plan);
   p.in_slot.assign(n, kInput);
   p.out_slot.assign(n, 0);
   for (int k = 0; k < n; ++k) {
     p.out_slot[k] = bp.slot[k];
-    if (k + 1 < n && bp.slot[k] == 0 && plan.steps[k].out.local_bytes(plan.mesh, me) > out_bytes) p.out_slot[k] = 3;
     if (k > 0) p.in_slot[k] = p.out_slot[k - 1];
   }
 }
@@ -135,7 +132,7 @@ Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) 
   const int me = comm_.device();
   for (const Step& step : plan.steps)
     p->steps.push_back(exec::prepare_step(comm_, step, opts_.point_to_point_only));
-  assign_slots(plan, me, plan.dst.local_bytes(plan.mesh, me), *p);
+  assign_slots(plan, *p);
   p->capacity[0] = plan.dst.local_bytes(plan.mesh, me);
   for (std::size_t k = 0; k < plan.steps.size(); ++k) {
     if (p->out_slot[k] == 0) continue;  // assign_slots kept what lands there within the output
