@@ -1,11 +1,11 @@
 # cmake -DMPIEXEC=mpirun -DEXE=path/to/checkpoint_reshard -DDIR=scratch -P checkpoint_damaged.cmake
 # Saves a checkpoint at 4 ranks, then damages it several ways; each load at 2 ranks must end
 # within 30 s with a non-zero exit and an error that names the problem.
+include(${CMAKE_CURRENT_LIST_DIR}/../cmake/ReshardExpect.cmake)
 function(run_ckpt np)
-  execute_process(COMMAND ${MPIEXEC} --oversubscribe -np ${np} ${EXE} ${ARGN}
-                  TIMEOUT 30 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  reshard_run(TIMEOUT 30 COMMAND ${MPIEXEC} --oversubscribe -np ${np} ${EXE} ${ARGN})
   set(rc "${rc}" PARENT_SCOPE)
-  set(out "${out}${err}" PARENT_SCOPE)
+  set(out "${out}" PARENT_SCOPE)
 endfunction()
 
 set(load --load ${DIR} --mesh tp=2 --type "f32[256, 64{tp}]")
@@ -15,14 +15,7 @@ function(expect_refused what regex)
   if(NOT args)
     set(args ${load})
   endif()
-  run_ckpt(2 ${args})
-  message(STATUS "${what}: exit ${rc}: ${out}")
-  if(rc STREQUAL "0" OR rc MATCHES "timeout|terminated")
-    message(FATAL_ERROR "${what}: expected a non-zero exit within 30 s, got: ${rc}")
-  endif()
-  if(NOT out MATCHES "${regex}")
-    message(FATAL_ERROR "${what}: expected an error matching '${regex}'")
-  endif()
+  reshard_expect_failure("${what}" TIMEOUT 30 MATCH "${regex}" COMMAND ${MPIEXEC} --oversubscribe -np 2 ${EXE} ${args})
 endfunction()
 
 file(REMOVE_RECURSE ${DIR})

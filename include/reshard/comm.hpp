@@ -68,10 +68,22 @@ class Group {
   virtual void barrier() = 0;
 };
 
+// Where a backend's buffers live.
+enum class Memory { host, device };
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
   virtual std::string_view backend() const = 0;  // "mpi", "nccl"
+  // The memory its Group operations move: host (MPI) or device (NCCL, stream-ordered).
+  virtual Memory memory() const { return Memory::host; }
+  // Waits until every operation issued so far has completed. A stream-ordered backend (NCCL)
+  // returns from its operations once they are enqueued; this waits for its stream, checking
+  // for asynchronous errors with a timeout. Others complete every call before returning, and
+  // this does nothing. Local.
+  virtual void synchronize() {}
+  // The cudaStream_t a stream-ordered backend enqueues its operations on; nullptr otherwise.
+  virtual void* stream() const { return nullptr; }
   virtual const Mesh& mesh() const = 0;
   virtual int device() const = 0;  // this member's device number on mesh()
   // Every device of the mesh, ranked by device number.

@@ -19,6 +19,12 @@
 // group communicators). Local: plan(), local_*(), fill_index().
 // Thread safety: plan() may be called from any thread (the cache is locked); everything else
 // one thread at a time, and only one collective call in flight per Context.
+//
+// Faults (README "Errors and faults"): every blocking MPI call of a Context has a deadline,
+// ExecOptions::timeout_s (default: $RESHARD_TIMEOUT_S, else 300 s). A rank whose peer died or
+// is stuck reports the call, the group and the missing ranks, then ends the job (exit code 3).
+// MPI_THREAD_FUNNELED is enough; with MPI_THREAD_MULTIPLE (MPI_Init_thread) the watchdog thread
+// can also name the ranks that never reached a collective and call MPI_Abort.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -59,6 +65,8 @@ class Context {
   std::int64_t local_bytes(const Type& type) const;
 
   // Runs the plan on this rank's buffers (Executor::execute). Collective over participants.
+  // With ExecOptions::memory = Memory::device they are device pointers, staged through pinned
+  // host memory for MPI; fill_index() and count_index_mismatches() always take host memory.
   void reshard(const Plan& plan, const void* in, std::size_t in_bytes, void* out, std::size_t out_bytes);
 
   // The index fill (DESIGN.md 5) of this rank's shard of `type`. Local.

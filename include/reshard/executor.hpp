@@ -21,6 +21,9 @@
 // output included) before a staging buffer of its own. Allocated once per plan, kept for
 // later calls (cached by the plan's fingerprint), and reported as bytes actually allocated.
 //
+// Device buffers (ExecOptions::memory): the same plans, steps and staging choices, with the
+// local work as CUDA kernels on a stream and the workspace in device memory.
+//
 // Collective: execute() is collective over every device of the communicator's mesh; all must
 // pass the same plan (checked, see below). Thread safety: none; one thread at a time.
 #include <cstddef>
@@ -44,10 +47,34 @@ struct ExecOptions {
   // group order) instead of the collective chosen per op: slower; for cross-checking an MPI
   // library's collectives and for debugging. All devices must agree on it (checked).
   bool point_to_point_only = false;
+  // Deadline, in seconds, of every blocking wait of the MPI backend (a collective; a
+  // point-to-point round in which no message completes), applied by Context. When it passes,
+  // the rank prints what it waited for, on which group, and which peers had not arrived, then
+  // ends the whole job (exit code 3; MPI_Abort): a dead or stuck peer never hangs the others.
+  // < 0: $RESHARD_TIMEOUT_S if set, else 300. 0: wait forever. README "Errors and faults".
+  double timeout_s = -1;
+  // Where the caller's buffers live. device: the local work (self copies, pack and unpack,
+  // reductions, make_partial's identity fill) runs as CUDA kernels (device_kernels.hpp) on
+  // `stream`, and the workspace is device memory (cudaMalloc, once per plan). With a device
+  // backend (NCCL) the messages stay on the device; a host backend (MPI) stages each message
+  // through pinned host memory (cudaMallocHost, grown on demand and kept). Needs a CUDA build;
+  // in and out must then be device pointers. A device backend needs Memory::device.
+  Memory memory = Memory::host;
+  // Device execution: the cudaStream_t everything is enqueued on. nullptr: the communicator's
+  // stream (Communicator::stream(); the legacy default stream for MPI). With NCCL it must be
+  // the communicator's own stream (or nullptr).
+  void* stream = nullptr;
+  // Device execution: execute() waits for its work before returning (Communicator::synchronize,
+  // which for NCCL checks for asynchronous errors with a timeout). false: it returns once the
+  // work is enqueued on the stream; later work on that stream is ordered after it, and the
+  // caller synchronizes before reading the output elsewhere.
+  bool synchronize = true;
 };
 
 class Executor {
  public:
+  // Throws Error when the options do not fit the communicator or the build (Memory::device
+  // without CUDA, host memory on a device backend, a stream other than NCCL's). Local.
   explicit Executor(Communicator& comm, ExecOptions opts = {});
   ~Executor();
   Executor(const Executor&) = delete;
@@ -58,7 +85,15 @@ class Executor {
   // plan.dst.local_bytes). Pre: in and out do not overlap. Throws MismatchError on every
   // device, before any data moves, when devices disagree on the plan or any buffer size is
   // wrong. An error after data started moving (a failing MPI call) throws on the devices
-  // that see it; the others may then wait: callers should MPI_Abort on it (the CLI does).
+  // that see it; the others may then wait: callers should MPI_Abort on it (the CLI does), or
+  // the others' deadline (ExecOptions::timeout_s) ends the job.
+  //
+  // What an error leaves behind: `in` is never written, on any path (it holds the same bytes
+  // after a throw). `out` is untouched when the error is found before data moves (every
+  // MismatchError above: plan or size disagreement, null or overlapping buffers); after data
+  // started moving (an MPI error, an exception in step k) its contents are unspecified: steps
+  // before k may have written intermediates or part of the result into it. A timeout or a
+  // dead peer ends the process (MPI_Abort), so nothing is left to inspect.
   void execute(const Plan& plan, const void* in, std::size_t in_bytes, void* out, std::size_t out_bytes);
   void execute(const std::shared_ptr<const Plan>& plan, const void* in, std::size_t in_bytes,
                void* out, std::size_t out_bytes) {
@@ -85,10 +120,14 @@ class Executor {
   Prepared& prepare(const Plan& plan, const std::string& key);
   std::string key_of(const Plan& plan) const;  // plan_fingerprint and the options that matter
 
+  // What moves the data: comm_ itself, or staged_ for device buffers on a host backend.
+  Communicator& transport() { return staged_ ? *staged_ : comm_; }
+
   Communicator& comm_;
   ExecOptions opts_;
   std::map<std::string, std::unique_ptr<Prepared>> prepared_;  // by plan fingerprint text
   std::int64_t held_ = 0, peak_ = 0;
+  std::unique_ptr<Communicator> staged_;  // device buffers over a host backend (pinned staging)
 };
 
 // Fingerprint text of a plan: mesh, types, strategy and every step. Devices that agree on it

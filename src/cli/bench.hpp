@@ -96,12 +96,20 @@ struct Contender {
   std::function<void()> once;        // one execution; collective over the case's ranks
   std::function<void(Row&)> finish;  // after timing: the check and the measured figures
   std::function<void()> refresh;     // between rounds: its buffers moved to fresh pages (local)
+  // When set (--backend nccl): one timed execution, the max across ranks, measured with CUDA
+  // events on the device's stream; otherwise MPI_Wtime around once().
+  std::function<double()> time_once;
 };
+
+// One timed execution of `c` (the max across ranks). Collective over `comm`.
+inline double time_one(MPI_Comm comm, Contender& c) {
+  return c.time_once ? c.time_once() : time_iterations(comm, 1, c.once).front();
+}
 
 // The first call (timed alone: row.first_call_s) and t.warmup - 1 more. Collective over `comm`.
 inline void warm_up(MPI_Comm comm, const Timing& t, Contender& c) {
-  c.row.first_call_s = time_iterations(comm, 1, c.once).front();
-  if (t.warmup > 1) time_iterations(comm, t.warmup - 1, c.once);
+  c.row.first_call_s = time_one(comm, c);
+  for (int i = 1; i < t.warmup; ++i) time_one(comm, c);
 }
 
 struct CaseResult {
@@ -118,6 +126,7 @@ struct CaseResult {
 
 struct Report {
   std::string suite, topology;
+  std::string backend = "mpi";  // mpi (host buffers) or nccl (device buffers, CUDA-event timing)
   int ranks = 0, iters = 0, warmup = 0;
   bool check_every_call = false;
   bool yield_when_idle = false;  // MPI ranks yield the CPU while waiting (yield_when_oversubscribed())

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <random>
 #include <set>
@@ -36,6 +37,12 @@
 #include "mpi_session.hpp"
 #include "reshard/context.hpp"
 #include "reshard/error.hpp"
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+#include "device_timing.hpp"
+#include "reshard/device_kernels.hpp"
+#include "reshard/device_memory.hpp"
+#include "reshard/nccl.hpp"
+#endif
 
 namespace reshard::cli {
 
@@ -45,6 +52,7 @@ using namespace bench;
 
 struct BenchArgs {
   std::string suite, strategies = "reshard,naive,greedy_per_axis,exchange,raw", cases, json, csv, svg, topology;
+  std::string backend = "mpi";
   Timing timing;
   bool check_every_call = false, explain = false;
 };
@@ -82,6 +90,11 @@ Prepared prepare(const BenchArgs& a, int rank) {
     if (!seen.insert(s).second) throw Error(fmt::format("--strategies: '{}' is listed twice", s));
   }
   if (!a.topology.empty()) p.opts.topology = Topology::parse(a.topology);
+#if !(defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL)
+  if (a.backend == "nccl")
+    throw Error("--backend nccl: this build has no NCCL backend (it needs CUDA, NCCL and MPI at configure "
+                "time, and RESHARD_WITH_NCCL not OFF); use --backend mpi");
+#endif
   std::vector<Case> all = read_cases(a.suite);
   std::vector<std::string> wanted = split_list(a.cases);
   for (const std::string& w : wanted)
@@ -197,6 +210,78 @@ Contender plan_contender(Context& ctx, const Plan& plan, const Timing& timing) {
   return c;
 }
 
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+// --backend nccl: one NCCL communicator per mesh (made on first use over the case's Context
+// communicator, then reused: a mesh's devices are always the first ranks), on a stream of its own.
+struct DeviceSession {
+  void* stream = stream_create();
+  std::unique_ptr<NcclCommunicator> comm;
+  DeviceSession(MPI_Comm devices, const Mesh& mesh) { comm = make_nccl_communicator(devices, mesh, stream); }
+  ~DeviceSession() {
+    comm.reset();
+    stream_destroy(stream);
+  }
+};
+
+// plan_contender on device buffers over NCCL: the same plan on `exec` (an executor of the
+// session's communicator, Memory::device), filled and checked on the device, timed with CUDA
+// events. Its check runs the plan once more into a poisoned output.
+Contender device_plan_contender(DeviceSession& dev, Executor& exec, Context& ctx, const Plan& plan,
+                                const Timing& timing) {
+  struct Buffers {
+    DeviceBytes src, dst;
+  };
+  const int me = ctx.device();
+  auto b = std::make_shared<Buffers>();
+  b->src = DeviceBytes(static_cast<std::size_t>(ctx.local_bytes(plan.src)), DeviceBytes::Kind::device);
+  b->dst = DeviceBytes(static_cast<std::size_t>(ctx.local_bytes(plan.dst)), DeviceBytes::Kind::device);
+  device_fill_index(b->src.get(), plan.src, plan.mesh, me, dev.stream);
+  Contender c;
+  c.once = [b, &exec, &plan] { exec.execute(plan, b->src.get(), b->src.size(), b->dst.get(), b->dst.size()); };
+  c.time_once = [&ctx, &dev, once = c.once] {
+    return time_device_iterations(ctx.comm(), *dev.comm, dev.stream, 1, once).front();
+  };
+  c.refresh = [] {};
+  c.row.strategy = plan.strategy;
+  for (const Step& s : plan.steps) c.row.steps.push_back(step_name(s));
+  c.row.check = "target";
+  c.row.notes = plan.notes;
+  warm_up(ctx.comm(), timing, c);
+  c.row.calls = lines_of(exec.explain(plan));
+  c.finish = [b, &ctx, &plan, &exec, &dev, me, once = c.once](Row& row) {
+    const MPI_Comm comm = ctx.comm();
+    memset_async(b->dst.get(), 0xff, b->dst.size(), dev.stream);
+    once();
+    auto download = [&](const DeviceBytes& d) {
+      std::vector<std::byte> h(d.size());
+      memcpy_async(h.data(), d.get(), d.size(), dev.stream);
+      dev.comm->synchronize();
+      return h;
+    };
+    if (plan.dst.op == ReduceOp::none)
+      row.mismatches = reduce_all(comm, device_check_index(b->dst.get(), plan.dst, plan.mesh, me, dev.stream), MPI_SUM);
+    else {
+      std::vector<std::byte> h = download(b->dst);
+      row.mismatches = ctx.count_index_mismatches(plan.dst, h.data(), h.size());
+    }
+    DeviceBytes fresh(b->src.size(), DeviceBytes::Kind::device);
+    device_fill_index(fresh.get(), plan.src, plan.mesh, me, dev.stream);
+    const bool input_kept = reduce_all(comm, download(fresh) != download(b->src), MPI_SUM) == 0;
+    if (!input_kept) row.notes.push_back("the executor wrote into its input buffer");
+    row.verified = row.mismatches == 0 && input_kept;
+    const std::int64_t workspace = exec.workspace_bytes(plan);
+    row.bytes_recv_max = plan.stats.bytes_recv_max;
+    row.workspace_bytes = reduce_all(comm, workspace, MPI_MAX);
+    row.peak_bytes = reduce_all(comm, static_cast<std::int64_t>(b->src.size() + b->dst.size()) + workspace, MPI_MAX);
+  };
+  return c;
+}
+#else
+struct DeviceSession {};
+#endif
+
+using DeviceSessions = std::map<std::string, std::unique_ptr<DeviceSession>>;
+
 bool same_steps(const Plan& a, const Plan& b) {
   if (a.steps.size() != b.steps.size()) return false;
   for (std::size_t k = 0; k < a.steps.size(); ++k)
@@ -214,12 +299,13 @@ void time_rounds(MPI_Comm comm, int iters, std::vector<Contender>& cs) {
   std::iota(order.begin(), order.end(), std::size_t{0});
   for (int i = 0; i < iters; ++i) {
     std::shuffle(order.begin(), order.end(), rng);
-    for (std::size_t k : order) cs[k].row.times.push_back(time_iterations(comm, 1, cs[k].once).front());
+    for (std::size_t k : order) cs[k].row.times.push_back(time_one(comm, cs[k]));
     for (Contender& c : cs) c.refresh();
   }
 }
 
-CaseResult run_case(const Case& c, const Prepared& p, const BenchArgs& a, const MpiSession& mpi, Progress& progress) {
+CaseResult run_case(const Case& c, const Prepared& p, const BenchArgs& a, const MpiSession& mpi, Progress& progress,
+                    DeviceSessions& sessions) {
   CaseResult r;
   r.spec = c;
   Mesh mesh = Mesh::parse(c.mesh);
@@ -243,10 +329,27 @@ CaseResult run_case(const Case& c, const Prepared& p, const BenchArgs& a, const 
 
   ExecOptions exec;
   exec.check_every_call = a.check_every_call;
+  // Ranks beyond the last case's mesh have waited for it since it started, possibly longer than
+  // the executor's timeout ($RESHARD_TIMEOUT_S): they wait here, unwatched, not in the watched
+  // agreement of the Context (a participant that hangs is reported by the others' watchdogs).
+  if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) throw Error("MPI_Barrier failed");
   Context ctx(mesh, MPI_COMM_WORLD, opts, exec);  // collective over the world
   progress.next(fmt::format("{} ({} strategies)", c.name, p.strategies.size()));
   if (!ctx.participates()) return r;
   r.ran = true;
+  const bool device = a.backend == "nccl";
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+  std::unique_ptr<DeviceSession>& dev = sessions[mesh.to_string()];
+  if (device && !dev) dev = std::make_unique<DeviceSession>(ctx.comm(), mesh);
+  std::unique_ptr<Executor> dev_exec;  // this case's executor on device buffers (its workspace ends with the case)
+  if (device) {
+    ExecOptions eo = exec;
+    eo.memory = Memory::device;
+    dev_exec = std::make_unique<Executor>(*dev->comm, eo);
+  }
+#else
+  (void)sessions;
+#endif
   // A strategy whose plan is step for step one already made (greedy_per_axis often is the
   // reshard plan) runs exactly the same calls: it is timed once and shares the figures.
   std::vector<Contender> cs;
@@ -258,6 +361,10 @@ CaseResult run_case(const Case& c, const Prepared& p, const BenchArgs& a, const 
   };
   std::vector<Slot> slots;
   for (const std::string& s : p.strategies) {
+    if (s == "raw" && device) {
+      r.notes.push_back("raw: one MPI call on host buffers, not run with --backend nccl");
+      continue;
+    }
     if (s == "raw") {
       std::string why;
       if (auto call = raw_call_for(reshard_plan, why)) {
@@ -276,7 +383,12 @@ CaseResult run_case(const Case& c, const Prepared& p, const BenchArgs& a, const 
       slots.push_back({s, static_cast<std::size_t>(same - timed.begin()), &plan});
       continue;
     }
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+    if (device) cs.push_back(device_plan_contender(*dev, *dev_exec, ctx, plan, a.timing));
+    else cs.push_back(plan_contender(ctx, plan, a.timing));
+#else
     cs.push_back(plan_contender(ctx, plan, a.timing));
+#endif
     timed.push_back(&plan);
     slots.push_back({s, cs.size() - 1, &plan});
   }
@@ -314,11 +426,16 @@ int run(const BenchArgs& a, const Prepared& p, const MpiSession& mpi, bool yield
   rep.check_every_call = a.check_every_call;
   rep.yield_when_idle = yields;
   rep.strategies = p.strategies;
+  rep.backend = a.backend;
   const bool lead = mpi.rank() == 0;
+  DeviceSessions sessions;  // --backend nccl: NCCL communicators by mesh, freed at the end (collective)
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+  if (a.backend == "nccl") select_local_cuda_device(MPI_COMM_WORLD);
+#endif
   Progress progress(lead, static_cast<int>(p.cases.size()));
   if (lead) fmt::print("{}", table_header(rep)), std::fflush(stdout);
   for (const Case& c : p.cases) {
-    rep.cases.push_back(run_case(c, p, a, mpi, progress));
+    rep.cases.push_back(run_case(c, p, a, mpi, progress, sessions));
     if (!lead) continue;
     std::string text = table_case(rep.cases.back());
     if (a.explain)
@@ -359,6 +476,9 @@ Runner add_bench_command(CLI::App& app) {
   sub->add_option("--csv", a->csv, "Write the rows as CSV (rank 0)");
   sub->add_option("--svg", a->svg, "Write a chart: speedups, bytes received and peak memory (rank 0)");
   sub->add_option("--topology", a->topology, "Per-axis links for the cost model, e.g. tp=nvlink,dp=ib");
+  sub->add_option("--backend", a->backend, "mpi (host buffers) or nccl (device buffers, one GPU per rank)")
+      ->check(CLI::IsMember({"mpi", "nccl"}))
+      ->capture_default_str();
   sub->add_flag("--check-every-call", a->check_every_call,
                 "Run the executor's plan agreement check (one small all-reduce) on every call, not only the first");
   sub->add_flag("--explain", a->explain, "Print how rank 0's executor runs each plan (Executor::explain)");

@@ -173,6 +173,7 @@ nlohmann::json to_json(const Report& rep, const Summary& sum) {
   nlohmann::json j;
   j["suite"] = rep.suite;
   j["ranks"] = rep.ranks;
+  j["backend"] = rep.backend;
   j["iters"] = rep.iters;
   j["warmup"] = rep.warmup;
   j["strategies"] = rep.strategies;
@@ -251,13 +252,15 @@ std::string to_csv(const Report& rep) {
 
 std::string table_header(const Report& rep) {
   return fmt::format(
-      "reshard bench: {} on {} ranks{}, {} timed iterations after {} warm-up, executor agreement check {}\n"
-      "  time: per iteration the max across ranks (barrier first); median, min, max over iterations\n"
+      "reshard bench: {} on {} ranks{}{}, {} timed iterations after {} warm-up, executor agreement check {}\n"
+      "  time: per iteration the max across ranks (barrier first{}); median, min, max over iterations\n"
       "  S: per-rank size, max(source shard, target shard); algbw = S / median, busbw = algbw * F in GB/s (nccl-tests)\n"
       "  peak: max over ranks of source + target shard + executor workspace; reshard x: this time / reshard's;\n"
       "  paired IQR: quartiles over rounds of this time / reshard's in the same round (spans 1: within noise)\n\n"
       "  {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>9} {:>11}  {}\n",
-      rep.suite, rep.ranks, rep.yield_when_idle ? " (yielding when idle)" : "", rep.iters, rep.warmup, rep.check_every_call ? "on every call" : "on the first call",
+      rep.suite, rep.ranks, rep.backend == "nccl" ? " (NCCL, device buffers)" : "",
+      rep.yield_when_idle ? " (yielding when idle)" : "", rep.iters, rep.warmup,
+      rep.check_every_call ? "on every call" : "on the first call", rep.backend == "nccl" ? "; CUDA events" : "",
       "strategy", "steps", "median ms", "min ms", "max ms", "recv max", "peak", "algbw", "busbw", "reshard x",
       "paired IQR", "verified");
 }

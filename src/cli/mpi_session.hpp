@@ -12,18 +12,22 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
+#include "../backends/mpi/watchdog.hpp"
 #include "reshard/error.hpp"
 
 namespace reshard::cli {
 
 // Initialises MPI unless the caller already did (then leaves it alone at the end). World errors
-// return codes instead of aborting, so that they become exceptions with a message.
+// return codes instead of aborting, so that they become exceptions with a message. Asks for
+// MPI_THREAD_MULTIPLE: only the main thread communicates, but when a collective makes no
+// progress for the timeout the executor's watchdog thread holds a roll call of the group and
+// calls MPI_Abort (README "Errors and faults"); with less it can only end its own process.
 class MpiSession {
  public:
   MpiSession() {
-    int done = 0;
+    int done = 0, provided = 0;
     MPI_Initialized(&done);
-    if (!done) MPI_Init(nullptr, nullptr), owned_ = true;
+    if (!done) MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), owned_ = true;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
@@ -66,6 +70,17 @@ inline bool yield_when_oversubscribed() {
   std::abort();  // MPI_Abort does not return
 }
 
+// Arms the executor's watchdog (watchdog.hpp) around one of the command's own blocking calls on
+// `comm`, so that a rank waiting there for a peer that hangs in a plan also ends the job after
+// $RESHARD_TIMEOUT_S (else 300 s) instead of waiting forever:
+//   auto armed = watched(comm, "MPI_Barrier");
+inline mpi::WatchGuard watched(MPI_Comm comm, const char* call) {
+  static const std::string group = "world";
+  static const double timeout_s = mpi::resolve_timeout(-1);
+  static std::int64_t calls = 0;  // every rank makes the same calls in the same order
+  return mpi::WatchGuard(mpi::Waiting{comm, call, &group, ++calls, timeout_s});
+}
+
 inline void mpi_check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) throw Error(fmt::format("{} failed (MPI error {})", what, rc));
 }
@@ -73,6 +88,7 @@ inline void mpi_check(int rc, const char* what) {
 // One 64-bit value reduced over `comm` (MPI_SUM, MPI_MAX, MPI_MIN), the same on every rank.
 inline std::int64_t reduce_all(MPI_Comm comm, std::int64_t v, MPI_Op op) {
   std::int64_t r = 0;
+  auto armed = watched(comm, "MPI_Allreduce");
   mpi_check(MPI_Allreduce(&v, &r, 1, MPI_INT64_T, op, comm), "MPI_Allreduce");
   return r;
 }

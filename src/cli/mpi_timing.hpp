@@ -6,6 +6,7 @@
 
 #include <mpi.h>
 
+#include "mpi_session.hpp"
 #include "reshard/error.hpp"
 
 namespace reshard::cli {
@@ -32,11 +33,11 @@ template <class F>
 std::vector<double> time_iterations(MPI_Comm comm, int iters, F&& body) {
   std::vector<double> times;
   for (int i = 0; i < iters; ++i) {
-    if (MPI_Barrier(comm) != MPI_SUCCESS) throw Error("MPI_Barrier failed");
+    if (auto armed = watched(comm, "MPI_Barrier"); MPI_Barrier(comm) != MPI_SUCCESS) throw Error("MPI_Barrier failed");
     double t0 = MPI_Wtime();
     body();
     double dt = MPI_Wtime() - t0, slowest = 0;
-    if (MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm) != MPI_SUCCESS)
+    if (auto armed = watched(comm, "MPI_Allreduce"); MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm) != MPI_SUCCESS)
       throw Error("MPI_Allreduce failed");
     times.push_back(slowest);
   }

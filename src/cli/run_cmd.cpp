@@ -20,6 +20,12 @@
 #include "plan_json.hpp"
 #include "reshard/context.hpp"
 #include "reshard/error.hpp"
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+#include "device_timing.hpp"
+#include "reshard/device_kernels.hpp"
+#include "reshard/device_memory.hpp"
+#include "reshard/nccl.hpp"
+#endif
 
 namespace reshard::cli {
 
@@ -39,9 +45,13 @@ struct Inputs {
 
 Inputs parse_or_abort(const RunArgs& a, int rank) {
   try {
+#if !(defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL)
     if (a.backend == "nccl")
-      throw Error("--backend nccl: this build has no NCCL executor (it needs CUDA, NCCL and the NCCL "
-                  "backend at configure time); use --backend mpi");
+      throw Error("--backend nccl: this build has no NCCL backend (it needs CUDA, NCCL and MPI at configure "
+                  "time, and RESHARD_WITH_NCCL not OFF); use --backend mpi");
+#endif
+    if (a.backend == "nccl" && a.raw_alltoall)
+      throw Error("--raw-alltoall times MPI_Alltoall on host buffers; use it with --backend mpi");
     Inputs in{Mesh::parse(a.mesh), {}, {}, {}};
     in.src = Type::parse(a.from, in.mesh);
     in.dst = Type::parse(a.to, in.mesh);
@@ -109,9 +119,56 @@ Outcome execute(const RunArgs& a, const Inputs& in, Context& ctx, const Plan& pl
   return o;
 }
 
-nlohmann::json to_json(const Plan& plan, const Outcome& o, int ranks) {
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+// --backend nccl: the plan on device buffers over NCCL, one GPU per rank (the node-local rank
+// modulo the visible devices). The source is filled and the target checked on the device; each
+// iteration is timed with CUDA events on the communicator's stream (max across ranks).
+Outcome execute_nccl(const RunArgs& a, const Inputs& in, Context& ctx, const Plan& plan, std::string& explained) {
+  struct Stream {
+    void* s = stream_create();
+    ~Stream() { stream_destroy(s); }
+  };
+  Outcome o;
+  MPI_Comm comm = ctx.comm();
+  const int me = ctx.device();
+  select_local_cuda_device(comm);
+  Stream stream;
+  auto nccl = make_nccl_communicator(comm, ctx.mesh(), stream.s);  // destroyed before the stream
+  ExecOptions eo;
+  eo.memory = Memory::device;
+  Executor exec(*nccl, eo);
+  DeviceBytes src(static_cast<std::size_t>(ctx.local_bytes(in.src)), DeviceBytes::Kind::device);
+  DeviceBytes dst(static_cast<std::size_t>(ctx.local_bytes(in.dst)), DeviceBytes::Kind::device);
+  if (a.fill == "index" || a.check) device_fill_index(src.get(), in.src, ctx.mesh(), me, stream.s);
+  else memset_async(src.get(), 0, src.size(), stream.s);
+  memset_async(dst.get(), 0, dst.size(), stream.s);
+  auto run = [&] { exec.execute(plan, src.get(), src.size(), dst.get(), dst.size()); };
+  o.first_call_s = stats_of(time_device_iterations(comm, *nccl, stream.s, 1, run)).median_s;
+  o.iters = stats_of(time_device_iterations(comm, *nccl, stream.s, a.iters, run));
+  std::vector<std::byte> host;
+  if (!a.dump.empty() || (a.check && in.dst.op != ReduceOp::none)) {
+    host.resize(dst.size());
+    memcpy_async(host.data(), dst.get(), dst.size(), stream.s);
+    nccl->synchronize();
+  }
+  if (a.check) {
+    if (in.dst.op == ReduceOp::none)
+      o.mismatches = reduce_all(comm, device_check_index(dst.get(), in.dst, ctx.mesh(), me, stream.s), MPI_SUM);
+    else  // a pending reduction: reduced over its group (on the host) first
+      o.mismatches = ctx.count_index_mismatches(in.dst, host.data(), host.size());
+  }
+  if (!a.dump.empty()) dump_shard(a.dump, me, host);
+  o.workspace_peak = reduce_all(comm, exec.workspace_peak_bytes(), MPI_MAX);
+  o.dst_bytes_total = reduce_all(comm, static_cast<std::int64_t>(dst.size()), MPI_SUM);
+  explained = exec.explain(plan);
+  return o;
+}
+#endif
+
+nlohmann::json to_json(const Plan& plan, const Outcome& o, int ranks, const std::string& backend) {
   nlohmann::json j = plan_to_json(plan);
-  j["backend"] = "mpi";
+  j["backend"] = backend;
+  if (backend == "nccl") j["timer"] = "cuda_events";
   j["ranks"] = ranks;
   j["first_call_s"] = o.first_call_s;
   j["iters"] = o.iters.iters;
@@ -140,9 +197,11 @@ std::string human_s(double s) {
   return s >= 1 ? fmt::format("{:.3f} s", s) : s >= 1e-3 ? fmt::format("{:.3f} ms", s * 1e3) : fmt::format("{:.1f} us", s * 1e6);
 }
 
-void print_readable(const Plan& plan, const Outcome& o, int ranks, const std::string& explained) {
-  fmt::print("reshard run: mesh {} on {} ranks, {} -> {}: {} steps ({} plan); rank 0 runs them as\n{}", plan.mesh,
-             ranks, plan.src, plan.dst, plan.steps.size(), plan.strategy, explained);
+void print_readable(const Plan& plan, const Outcome& o, int ranks, const std::string& explained,
+                    const std::string& backend) {
+  fmt::print("reshard run: mesh {} on {} ranks{}, {} -> {}: {} steps ({} plan); rank 0 runs them as\n{}", plan.mesh,
+             ranks, backend == "nccl" ? " (NCCL, device buffers)" : "", plan.src, plan.dst, plan.steps.size(),
+             plan.strategy, explained);
   if (o.mismatches)
     fmt::print("  check: {}\n", *o.mismatches ? fmt::format("FAILED, {} elements differ", *o.mismatches) : "ok");
   fmt::print("  first call {}", human_s(o.first_call_s));
@@ -161,10 +220,16 @@ int run(const RunArgs& a, const Inputs& in, int rank) {
   Context ctx(in.mesh, MPI_COMM_WORLD, in.opts);
   if (!ctx.participates()) return 0;  // ranks beyond the mesh sit this out
   std::shared_ptr<const Plan> plan = ctx.plan(in.src, in.dst);
+  std::string explained;
+#if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
+  Outcome o = a.backend == "nccl" ? execute_nccl(a, in, ctx, *plan, explained) : execute(a, in, ctx, *plan);
+#else
   Outcome o = execute(a, in, ctx, *plan);
+#endif
+  if (a.backend != "nccl") explained = ctx.executor()->explain(*plan);
   if (rank == 0) {
-    if (a.json) fmt::print("{}\n", to_json(*plan, o, in.mesh.num_devices()).dump(2));
-    else print_readable(*plan, o, in.mesh.num_devices(), ctx.executor()->explain(*plan));
+    if (a.json) fmt::print("{}\n", to_json(*plan, o, in.mesh.num_devices(), a.backend).dump(2));
+    else print_readable(*plan, o, in.mesh.num_devices(), explained, a.backend);
   }
   if (o.mismatches && *o.mismatches) {
     if (rank == 0) fmt::print(stderr, "reshard run: check failed: {} elements differ\n", *o.mismatches);

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "host_staging.hpp"
+#include "reshard/device_memory.hpp"
+#include "fault.hpp"
 #include "reshard/error.hpp"
 #include "step_exec.hpp"
 
@@ -20,6 +23,13 @@ struct Place {
   int slot = kStaging;
   std::int64_t offset = 0;
 };
+
+// A workspace buffer: host memory, or device memory for device execution.
+struct Work {
+  std::unique_ptr<std::byte[]> host;
+  DeviceBytes device;
+  std::byte* get() const { return host ? host.get() : device.get(); }
+};
 }  // namespace
 
 struct Executor::Prepared {
@@ -27,8 +37,8 @@ struct Executor::Prepared {
   std::vector<int> in_slot, out_slot;
   std::vector<Place> send_at, recv_at;
   std::int64_t capacity[kSlots] = {};            // bytes; [0]: this device's output buffer
-  std::unique_ptr<std::byte[]> scratch[kSlots];  // [0] unused: the caller's output
-  std::unique_ptr<std::byte[]> staging;
+  Work scratch[kSlots];  // [0] unused: the caller's output
+  Work staging;
   std::int64_t bytes = 0;  // allocated
 };
 
@@ -74,6 +84,15 @@ std::string local_error(const Communicator& comm, const Plan& plan, const void* 
   return {};
 }
 
+// Device execution: both buffers must be device memory (a host pointer would crash a kernel).
+std::string device_buffer_error(int me, const void* in, std::size_t in_bytes, const void* out, std::size_t out_bytes) {
+  if (in_bytes && !is_device_pointer(in))
+    return fmt::format("the input buffer of device {} is not device memory (ExecOptions::memory is device)", me);
+  if (out_bytes && !is_device_pointer(out))
+    return fmt::format("the output buffer of device {} is not device memory (ExecOptions::memory is device)", me);
+  return {};
+}
+
 // BufferPlan's slots (it only puts an intermediate in the output buffer where it fits on
 // every device).
 void assign_slots(const Plan& plan, Executor::Prepared& p) {
@@ -111,14 +130,30 @@ std::int64_t place_staging(const Plan& plan, Executor::Prepared& p) {
   return staging;
 }
 
-std::unique_ptr<std::byte[]> allocate(std::int64_t bytes, std::int64_t& total) {
+Work allocate(std::int64_t bytes, std::int64_t& total, bool device) {
   total += bytes;
-  return std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(bytes));
+  Work w;
+  if (device) w.device = DeviceBytes(static_cast<std::size_t>(bytes), DeviceBytes::Kind::device);
+  else w.host = std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(bytes));
+  return w;
 }
 
 }  // namespace
 
-Executor::Executor(Communicator& comm, ExecOptions opts) : comm_(comm), opts_(opts) {}
+Executor::Executor(Communicator& comm, ExecOptions opts) : comm_(comm), opts_(opts) {
+  const bool device_backend = comm_.memory() == Memory::device;
+  if (opts_.memory == Memory::host) {
+    if (device_backend)
+      throw Error(fmt::format("the {} backend moves device memory: run it with ExecOptions::memory = Memory::device",
+                              comm_.backend()));
+    return;
+  }
+  if (!cuda_device_count()) throw Error("device execution (ExecOptions::memory = Memory::device) needs a CUDA device");
+  if (device_backend && opts_.stream && opts_.stream != comm_.stream())
+    throw Error(fmt::format("ExecOptions::stream must be the {} communicator's own stream (or null)", comm_.backend()));
+  if (!opts_.stream) opts_.stream = comm_.stream();
+  if (!device_backend) staged_ = exec::make_host_staging(comm_, opts_.stream);
+}
 Executor::~Executor() = default;
 
 std::string Executor::key_of(const Plan& plan) const {
@@ -131,7 +166,9 @@ Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) 
   auto p = std::make_unique<Prepared>();
   const int me = comm_.device();
   for (const Step& step : plan.steps)
-    p->steps.push_back(exec::prepare_step(comm_, step, opts_.point_to_point_only));
+    p->steps.push_back(exec::prepare_step(transport(), step, opts_.point_to_point_only));
+  const bool device = opts_.memory == Memory::device;
+  for (exec::StepExec& s : p->steps) s.device = device, s.stream = opts_.stream;
   assign_slots(plan, *p);
   p->capacity[0] = plan.dst.local_bytes(plan.mesh, me);
   for (std::size_t k = 0; k < plan.steps.size(); ++k) {
@@ -140,8 +177,8 @@ Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) 
     b = std::max(b, plan.steps[k].out.local_bytes(plan.mesh, me));
   }
   for (int s = 1; s < kSlots; ++s)
-    if (p->capacity[s]) p->scratch[s] = allocate(p->capacity[s], p->bytes);
-  if (std::int64_t stage = place_staging(plan, *p)) p->staging = allocate(stage, p->bytes);
+    if (p->capacity[s]) p->scratch[s] = allocate(p->capacity[s], p->bytes, device);
+  if (std::int64_t stage = place_staging(plan, *p)) p->staging = allocate(stage, p->bytes, device);
   held_ += p->bytes;
   peak_ = std::max(peak_, held_);
   return *prepared_.emplace(key, std::move(p)).first->second;
@@ -151,14 +188,16 @@ void Executor::execute(const Plan& plan, const void* in, std::size_t in_bytes, v
   std::string key = key_of(plan);
   auto it = prepared_.find(key);
   std::string err = local_error(comm_, plan, in, in_bytes, out, out_bytes);
+  const bool device = opts_.memory == Memory::device;
+  if (err.empty() && device) err = device_buffer_error(comm_.device(), in, in_bytes, out, out_bytes);
   if (opts_.check_every_call || it == prepared_.end())
     check_agreement(comm_.world(), "the plan", fnv1a(key), summary(plan), err);
   else if (!err.empty())
     throw MismatchError(err);
   Prepared& p = it != prepared_.end() ? *it->second : prepare(plan, key);
   if (plan.steps.empty()) {
-    if (in_bytes) std::memcpy(out, in, in_bytes);
-    return;
+    if (device) memcpy_async(out, in, in_bytes, opts_.stream);
+    else if (in_bytes) std::memcpy(out, in, in_bytes);
   }
   auto buffer = [&](int slot) {
     return slot == 0 ? static_cast<std::byte*>(out) : slot == kStaging ? p.staging.get() : p.scratch[slot].get();
@@ -166,8 +205,10 @@ void Executor::execute(const Plan& plan, const void* in, std::size_t in_bytes, v
   auto at = [&](Place pl) { return buffer(pl.slot) + pl.offset; };
   for (std::size_t k = 0; k < p.steps.size(); ++k) {
     const std::byte* src = p.in_slot[k] == kInput ? static_cast<const std::byte*>(in) : buffer(p.in_slot[k]);
+    exec::fault_point(comm_.device(), static_cast<int>(k) + 1);  // tests only (RESHARD_FAULT)
     exec::run_step(p.steps[k], src, buffer(p.out_slot[k]), at(p.send_at[k]), at(p.recv_at[k]));
   }
+  if (device && opts_.synchronize) transport().synchronize();
 }
 
 std::int64_t Executor::workspace_bytes(const Plan& plan) const {

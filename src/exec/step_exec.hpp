@@ -47,6 +47,9 @@ struct StepExec {
   std::int64_t count = 0, send_at = 0;  // allgatherv: this device's box; allreduce: elements
   bool send_direct = false;             // allgatherv / reduce_scatter: send from the input
   bool fill_identity = false;           // make_partial on a non-lead device
+  // Device execution: the local work runs as CUDA kernels on `stream` (set by the executor).
+  bool device = false;
+  void* stream = nullptr;
 };
 
 // Pre: the step is valid on `mesh`. Collective over all devices: creates group communicators

@@ -1,4 +1,6 @@
-// run_step: pack what must be packed, one collective (or point-to-point round), unpack.
+// run_step: pack what must be packed, one collective (or point-to-point round), unpack. The
+// local work runs on the host, or as CUDA kernels on the step's stream for device execution.
+#include "reshard/device_kernels.hpp"
 #include "reshard/error.hpp"
 #include "reshard/kernels.hpp"
 #include "step_exec.hpp"
@@ -6,6 +8,18 @@
 namespace reshard::exec {
 
 namespace {
+
+// The local kernels, on the host or the device (kernels.hpp, device_kernels.hpp).
+void box_copy(const StepExec& s, const void* src, const Shape& src_shape, const Shape& src_off, void* dst,
+              const Shape& dst_shape, const Shape& dst_off, const Shape& extent, std::size_t elem) {
+  if (s.device) device_copy_box(src, src_shape, src_off, dst, dst_shape, dst_off, extent, elem, s.stream);
+  else copy_box(src, src_shape, src_off, dst, dst_shape, dst_off, extent, elem);
+}
+void box_reduce(const StepExec& s, const void* src, const Shape& src_shape, const Shape& src_off, void* dst,
+                const Shape& dst_shape, const Shape& dst_off, const Shape& extent) {
+  if (s.device) device_reduce_box(src, src_shape, src_off, dst, dst_shape, dst_off, extent, s.dtype, s.op, s.stream);
+  else reduce_box(src, src_shape, src_off, dst, dst_shape, dst_off, extent, s.dtype, s.op);
+}
 
 // Buffers of one run: the step's input and output blocks and the two staging areas.
 struct Bufs {
@@ -22,11 +36,11 @@ struct Bufs {
 
 void pack(const Bufs& b, const Xfer& x) {
   Shape zero(x.extent.size(), 0);
-  copy_box(b.in, b.s.in_shape, x.in_off, b.send_stage + x.at * b.elem, x.extent, zero, x.extent, b.elem);
+  box_copy(b.s, b.in, b.s.in_shape, x.in_off, b.send_stage + x.at * b.elem, x.extent, zero, x.extent, b.elem);
 }
 void unpack(const Bufs& b, const Xfer& x) {
   Shape zero(x.extent.size(), 0);
-  copy_box(b.recv_stage + x.at * b.elem, x.extent, zero, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
+  box_copy(b.s, b.recv_stage + x.at * b.elem, x.extent, zero, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
 }
 void pack_sends(const Bufs& b) {
   if (b.s.stage_sends || b.s.mode == Mode::allgatherv || b.s.mode == Mode::reduce_scatter)
@@ -38,7 +52,7 @@ void unpack_recvs(const Bufs& b) {
 }
 void copy_self(const Bufs& b) {
   for (const Xfer& x : b.s.self)
-    copy_box(b.in, b.s.in_shape, x.in_off, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
+    box_copy(b.s, b.in, b.s.in_shape, x.in_off, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
 }
 
 void run_p2p(const Bufs& b) {
@@ -60,8 +74,8 @@ void reduce_in_order(const Bufs& b) {
     const std::byte* src = own ? b.in : b.recv_stage + x.at * b.elem;
     const Shape& src_shape = own ? b.s.in_shape : x.extent;
     const Shape& src_off = own ? x.in_off : zero;
-    if (first) copy_box(src, src_shape, src_off, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
-    else reduce_box(src, src_shape, src_off, b.out, b.s.out_shape, x.out_off, x.extent, b.s.dtype, b.s.op);
+    if (first) box_copy(b.s, src, src_shape, src_off, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
+    else box_reduce(b.s, src, src_shape, src_off, b.out, b.s.out_shape, x.out_off, x.extent);
     first = false;
   }
 }
@@ -76,7 +90,8 @@ void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte*
       if (s.fill_identity) {
         std::int64_t n = 1;
         for (auto e : s.out_shape) n *= e;
-        fill_identity(out, n, s.dtype, s.op);
+        if (s.device) device_fill_identity(out, n, s.dtype, s.op, s.stream);
+        else fill_identity(out, n, s.dtype, s.op);
       }
       return;
     case Mode::alltoallv:

@@ -27,7 +27,8 @@ MPI_Comm duplicate(MPI_Comm comm) {
 
 Context::Context(const Mesh& mesh, MPI_Comm comm, SynthOptions opts, ExecOptions exec)
     : mesh_(mesh), opts_(std::move(opts)) {
-  mpi::MpiGroup all(duplicate(comm), true);  // freed when the constructor ends
+  const double timeout_s = mpi::resolve_timeout(exec.timeout_s);  // throws on a bad RESHARD_TIMEOUT_S
+  mpi::MpiGroup all(duplicate(comm), true, "world", timeout_s);  // freed when the constructor ends
   std::string err;
   if (mesh_.num_devices() > all.size())
     err = fmt::format("mesh {} has {} devices but the communicator has only {} ranks", mesh_,
@@ -39,7 +40,7 @@ Context::Context(const Mesh& mesh, MPI_Comm comm, SynthOptions opts, ExecOptions
              "MPI_Comm_split");
   if (devices == MPI_COMM_NULL) return;
   device_ = rank;
-  comm_ = std::make_unique<mpi::MpiCommunicator>(devices, mesh_);
+  comm_ = std::make_unique<mpi::MpiCommunicator>(devices, mesh_, timeout_s);
   exec_ = std::make_unique<Executor>(*comm_, exec);
 }
 

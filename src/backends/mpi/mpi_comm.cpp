@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <climits>
 
 #include "reshard/error.hpp"
@@ -15,7 +16,7 @@ void check(int rc, const char* what) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
-  throw Error(fmt::format("{} failed: {}", what, std::string_view(msg, len)));
+  throw Error(fmt::format("{} failed on rank {}: {}", what, world_rank(), std::string_view(msg, len)));
 }
 
 MPI_Datatype datatype_of(DType t) {
@@ -56,6 +57,42 @@ MPI_Op user_op_of(ReduceOp op) {
   return ops[static_cast<int>(op) - static_cast<int>(ReduceOp::sum)];
 }
 
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The group rank that exchange() request i talks to (receives come first, then sends).
+int peer_of(int i, std::span<const SendMsg> sends, std::span<const RecvMsg> recvs) {
+  const int r = static_cast<int>(recvs.size());
+  return i < r ? recvs[i].peer : sends[i - r].peer;
+}
+
+// The peer of the last receive among the k requests just completed, or -1.
+int last_receive(const int* done, int k, std::span<const RecvMsg> recvs) {
+  int peer = -1;
+  for (int i = 0; i < k; ++i)
+    if (done[i] < static_cast<int>(recvs.size())) peer = recvs[done[i]].peer;
+  return peer;
+}
+
+// No request of an exchange completed for the group's timeout: names the peers (world ranks)
+// whose messages are pending and ends the job.
+[[noreturn]] void exchange_timed_out(const MpiGroup& g, const std::vector<MPI_Request>& requests,
+                                     std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, int last_peer,
+                                     Clock::time_point last) {
+  std::vector<int> world = world_ranks(g.comm(), g.size()), from, to;
+  for (int i = 0; i < static_cast<int>(requests.size()); ++i)
+    if (requests[i] != MPI_REQUEST_NULL)
+      (i < static_cast<int>(recvs.size()) ? from : to).push_back(world[peer_of(i, sends, recvs)]);
+  std::string pending;
+  if (!from.empty()) pending = fmt::format("nothing received from rank {}", fmt::join(from, ", "));
+  if (!to.empty()) pending += fmt::format("{}sends to rank {} not complete", from.empty() ? "" : "; ", fmt::join(to, ", "));
+  std::string heard = last_peer < 0 ? last_heard()
+                                    : fmt::format("rank {}, {:.1f} s ago", world[last_peer], seconds_since(last));
+  end_job(fmt::format("reshard: rank {}: exchange (MPI_Isend/MPI_Irecv) on group {} made no progress for {} s; "
+                      "a peer may have failed (waiting: {}; last heard: {})",
+                      world_rank(), g.name(), g.timeout_s(), pending, heard));
+}
+
 int to_int(std::int64_t v, const char* what) {
   if (v < 0 || v > INT_MAX)
     throw Error(fmt::format("{} of {} elements does not fit MPI's int counts; use a larger "
@@ -85,9 +122,14 @@ MPI_Op op_of(DType t, ReduceOp op) {
   }
 }
 
-MpiGroup::MpiGroup(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+MpiGroup::MpiGroup(MPI_Comm comm, bool owned, std::string name, double timeout_s)
+    : comm_(comm), owned_(owned), name_(std::move(name)), timeout_s_(resolve_timeout(timeout_s)) {
   check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
   check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+}
+
+Waiting MpiGroup::waiting(const char* call) {
+  return Waiting{comm_, call, &name_, ++calls_, timeout_s_};
 }
 
 MpiGroup::~MpiGroup() {
@@ -112,6 +154,7 @@ void MpiGroup::alltoallv(const void* send, std::span<const Segment> send_segs, v
   to_ints(send_segs, 0);
   to_ints(recv_segs, 1);
   MPI_Datatype dt = datatype_of(t);
+  WatchGuard armed(waiting("MPI_Alltoallv"));
   check(MPI_Alltoallv(send, counts_[0].data(), displs_[0].data(), dt, recv, counts_[1].data(),
                       displs_[1].data(), dt, comm_),
         "MPI_Alltoallv");
@@ -121,6 +164,7 @@ void MpiGroup::allgatherv(const void* send, std::int64_t count, void* recv,
                           std::span<const Segment> recv_segs, DType t) {
   to_ints(recv_segs, 1);
   MPI_Datatype dt = datatype_of(t);
+  WatchGuard armed(waiting("MPI_Allgatherv"));
   check(MPI_Allgatherv(send, to_int(count, "a message"), dt, recv, counts_[1].data(), displs_[1].data(),
                        dt, comm_),
         "MPI_Allgatherv");
@@ -137,11 +181,13 @@ void MpiGroup::reduce_scatter(const void* send, void* recv, std::span<const std:
     total += counts[i];
   }
   to_int(total, "a reduce-scatter buffer");
+  WatchGuard armed(waiting("MPI_Reduce_scatter"));
   check(MPI_Reduce_scatter(send, recv, counts_[0].data(), datatype_of(t), op_of(t, op), comm_),
         "MPI_Reduce_scatter");
 }
 
 void MpiGroup::allreduce(const void* send, void* recv, std::int64_t count, DType t, ReduceOp op) {
+  WatchGuard armed(waiting("MPI_Allreduce"));
   check(MPI_Allreduce(send, recv, to_int(count, "an all-reduce"), datatype_of(t), op_of(t, op), comm_),
         "MPI_Allreduce");
 }
@@ -165,12 +211,38 @@ void MpiGroup::exchange(std::span<const SendMsg> sends, std::span<const RecvMsg>
     check(MPI_Isend(s.data, to_int(s.count, "a message"), dt, s.peer, kTag, comm_, &requests_.back()),
           "MPI_Isend");
   }
-  check(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  wait_exchange(sends, recvs);
 }
 
-void MpiGroup::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+void MpiGroup::wait_exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs) {
+  const int n = static_cast<int>(requests_.size());
+  ++calls_;
+  if (timeout_s_ > 0) {
+    Clock::time_point last = Clock::now(), heard_at;  // of the last progress, the last receive
+    int heard_from = -1;
+    std::vector<int> done(n);
+    for (int left = n, k = 0; left > 0; left -= k) {
+      check(MPI_Testsome(n, requests_.data(), &k, done.data(), MPI_STATUSES_IGNORE), "MPI_Testsome");
+      if (k == MPI_UNDEFINED) break;
+      if (k == 0 && seconds_since(last) >= timeout_s_)
+        exchange_timed_out(*this, requests_, sends, recvs, heard_from, heard_at);
+      if (k == 0) continue;
+      last = Clock::now();
+      if (int peer = last_receive(done.data(), k, recvs); peer >= 0) heard_from = peer, heard_at = last;
+    }
+  } else {
+    check(MPI_Waitall(n, requests_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  }
+  heard("exchange", name_);
+}
 
-MpiCommunicator::MpiCommunicator(MPI_Comm devices, Mesh mesh) : mesh_(std::move(mesh)), world_(devices, true) {
+void MpiGroup::barrier() {
+  WatchGuard armed(waiting("MPI_Barrier"));
+  check(MPI_Barrier(comm_), "MPI_Barrier");
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm devices, Mesh mesh, double timeout_s)
+    : mesh_(std::move(mesh)), world_(devices, true, "world", timeout_s) {
   if (world_.size() != mesh_.num_devices())
     throw MismatchError(fmt::format("mesh {} has {} devices but its communicator has {} ranks", mesh_,
                                     mesh_.num_devices(), world_.size()));
@@ -185,8 +257,11 @@ Group& MpiCommunicator::group(const std::vector<std::string>& axes) {
   int color = members.front();
   int key = static_cast<int>(std::find(members.begin(), members.end(), device()) - members.begin());
   MPI_Comm comm = MPI_COMM_NULL;
-  check(MPI_Comm_split(world_.comm(), color, key, &comm), "MPI_Comm_split");
-  auto g = std::make_unique<MpiGroup>(comm, true);
+  {
+    WatchGuard armed(world_.waiting("MPI_Comm_split"));
+    check(MPI_Comm_split(world_.comm(), color, key, &comm), "MPI_Comm_split");
+  }
+  auto g = std::make_unique<MpiGroup>(comm, true, fmt::format("{{{}}}", fmt::join(axes, ",")), world_.timeout_s());
   if (g->rank() != key || g->size() != static_cast<int>(members.size()))
     throw Error(fmt::format("group over {{{}}}: MPI ranked this device {} of {}, expected {} of {}",
                             fmt::join(axes, ","), g->rank(), g->size(), key, members.size()));
