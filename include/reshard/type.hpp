@@ -46,6 +46,9 @@ struct Box {
   bool operator==(const Box&) const = default;
 };
 Box intersect(const Box& a, const Box& b);
+// Extents of a box, and its corner relative to an enclosing block: what the box kernels take.
+std::vector<std::int64_t> extents(const Box& b);
+std::vector<std::int64_t> offset_in(const Box& box, const Box& block);
 
 struct Type {
   DType dtype = DType::f32;

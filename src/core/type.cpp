@@ -41,6 +41,18 @@ Box intersect(const Box& a, const Box& b) {
   return r;
 }
 
+std::vector<std::int64_t> extents(const Box& b) {
+  std::vector<std::int64_t> s;
+  for (const Interval& i : b.dims) s.push_back(i.extent());
+  return s;
+}
+
+std::vector<std::int64_t> offset_in(const Box& box, const Box& block) {
+  std::vector<std::int64_t> s;
+  for (std::size_t d = 0; d < box.dims.size(); ++d) s.push_back(box.dims[d].lo - block.dims[d].lo);
+  return s;
+}
+
 Interval ceil_block(std::int64_t n, std::int64_t k, std::int64_t b) {
   std::int64_t B = k > 0 ? (n + k - 1) / k : n;
   return {std::min(n, b * B), std::min(n, (b + 1) * B)};

@@ -25,16 +25,6 @@ std::string_view name_of(Mode m) {
 
 namespace {
 
-Shape extents(const Box& b) {
-  Shape s;
-  for (const Interval& i : b.dims) s.push_back(i.extent());
-  return s;
-}
-Shape offset_in(const Box& box, const Box& block) {
-  Shape s;
-  for (std::size_t d = 0; d < box.dims.size(); ++d) s.push_back(box.dims[d].lo - block.dims[d].lo);
-  return s;
-}
 // Element offset of the box's first element in the row-major array of `block`.
 std::int64_t linear_offset(const Box& box, const Box& block) {
   std::int64_t off = 0;

@@ -15,16 +15,6 @@ namespace {
 
 using Shape = std::vector<std::int64_t>;
 
-Shape extents(const Box& b) {
-  Shape s;
-  for (const Interval& i : b.dims) s.push_back(i.extent());
-  return s;
-}
-Shape offset_in(const Box& box, const Box& block) {
-  Shape s;
-  for (std::size_t d = 0; d < box.dims.size(); ++d) s.push_back(box.dims[d].lo - block.dims[d].lo);
-  return s;
-}
 
 // Checks every device's array against `type`. Partial types are reduced over their group
 // first (in group order, as the backends do).

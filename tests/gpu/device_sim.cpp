@@ -17,16 +17,6 @@ namespace {
 
 using Shape = std::vector<std::int64_t>;
 
-Shape extents(const Box& b) {
-  Shape s;
-  for (const Interval& i : b.dims) s.push_back(i.extent());
-  return s;
-}
-Shape offset_in(const Box& box, const Box& block) {
-  Shape s;
-  for (std::size_t d = 0; d < box.dims.size(); ++d) s.push_back(box.dims[d].lo - block.dims[d].lo);
-  return s;
-}
 std::size_t aligned(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 std::vector<std::byte> download(const DeviceBytes& b, std::size_t bytes, void* stream) {
