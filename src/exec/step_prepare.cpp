@@ -57,32 +57,33 @@ struct Ctx {
   }
 };
 
-// Places sends in the input (all contiguous) or, packed in order, in staging.
-void place_sends(const Ctx& c, StepExec& s) {
-  s.stage_sends = false;
-  for (const Transfer& t : c.route.sends)
-    if (t.peer != c.me && !contiguous_in(t.box, c.in_block)) s.stage_sends = true;
-  for (const Transfer& t : c.route.sends) {
+// Places the transfers of one side (other peers only) in the caller's buffer when every box
+// is contiguous in `block` (and `force` is off), else packed in order in staging. Sets
+// `staged` and grows `stage` (elements); `make` builds the Xfer of a transfer.
+template <class Make>
+void place_side(const Ctx& c, const std::vector<Transfer>& transfers, const Box& block, bool force,
+                bool& staged, std::int64_t& stage, std::vector<Xfer>& out, Make make) {
+  staged = force;
+  for (const Transfer& t : transfers)
+    if (t.peer != c.me && !contiguous_in(t.box, block)) staged = true;
+  for (const Transfer& t : transfers) {
     if (t.peer == c.me) continue;
-    Xfer x = c.send(t);
-    x.at = s.stage_sends ? s.send_stage : linear_offset(t.box, c.in_block);
-    if (s.stage_sends) s.send_stage += x.count;
-    s.sends.push_back(std::move(x));
+    Xfer x = make(t);
+    x.at = staged ? stage : linear_offset(t.box, block);
+    if (staged) stage += x.count;
+    out.push_back(std::move(x));
   }
 }
 
-// Places receives in the output (all contiguous) or staging; `force` stages them anyway.
+void place_sends(const Ctx& c, StepExec& s) {
+  place_side(c, c.route.sends, c.in_block, false, s.stage_sends, s.send_stage, s.sends,
+             [&](const Transfer& t) { return c.send(t); });
+}
+
+// `force` stages the receives even where they are contiguous.
 void place_recvs(const Ctx& c, StepExec& s, bool force) {
-  s.stage_recvs = force;
-  for (const Transfer& t : c.route.recvs)
-    if (t.peer != c.me && !contiguous_in(t.box, c.out_block)) s.stage_recvs = true;
-  for (const Transfer& t : c.route.recvs) {
-    if (t.peer == c.me) continue;
-    Xfer x = c.recv(t);
-    x.at = s.stage_recvs ? s.recv_stage : linear_offset(t.box, c.out_block);
-    if (s.stage_recvs) s.recv_stage += x.count;
-    s.recvs.push_back(std::move(x));
-  }
+  place_side(c, c.route.recvs, c.out_block, force, s.stage_recvs, s.recv_stage, s.recvs,
+             [&](const Transfer& t) { return c.recv(t); });
 }
 
 void place_self(const Ctx& c, StepExec& s) {
