@@ -64,10 +64,8 @@ void launch_copy(const void* src, void* dst, const BoxWalk& walk, std::size_t el
   const auto* s = static_cast<const unsigned char*>(src) + w.src_base * elem_size;
   auto* d = static_cast<unsigned char*>(dst) + w.dst_base * elem_size;
   w.src_base = w.dst_base = 0;
-  std::size_t unit = 16;
-  while (unit > 1 && !detail::walk_unit_fits(w, elem_size, reinterpret_cast<std::uintptr_t>(s),
-                                             reinterpret_cast<std::uintptr_t>(d), unit))
-    unit /= 2;
+  const std::size_t unit = detail::widest_unit(w, elem_size, reinterpret_cast<std::uintptr_t>(s),
+                                               reinterpret_cast<std::uintptr_t>(d));
   detail::rescale_walk(w, elem_size, unit);
   auto* st = static_cast<cudaStream_t>(stream);
   switch (unit) {

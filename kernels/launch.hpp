@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "reshard/detail/box_batch.hpp"
 #include "reshard/detail/box_walk.hpp"
 #include "reshard/detail/elementwise.hpp"
 
@@ -17,6 +18,16 @@ bool device_available(std::string* why);
 // dst box = src box, moving the widest units (up to 16 bytes) the alignment allows.
 void launch_copy(const void* src, void* dst, const detail::BoxWalk& w, std::size_t elem_size,
                  void* stream);
+// The arrays of a batch, by the index a BatchBox names.
+struct BatchArrays {
+  const unsigned char* src[detail::kMaxBatchArrays] = {};
+  unsigned char* dst[detail::kMaxBatchArrays] = {};
+};
+// Every box of a batch table (box_batch.hpp) in one launch. `first_tile` (n + 1 entries) and
+// `boxes` (n) are in device memory; `tiles` = first_tile[n].
+void launch_copy_batch(const BatchArrays& arrays, const std::int64_t* first_tile,
+                       const detail::BatchBox* boxes, int n, std::int64_t tiles, bool index32,
+                       void* stream);
 // dst box = op(dst box, src box). Pre: op != none (that is launch_copy).
 void launch_reduce(const void* src, void* dst, const detail::BoxWalk& w, detail::ElemCode t,
                    detail::OpCode op, void* stream);

@@ -4,6 +4,7 @@
 // (unit rescaling, per-unit offsets), which can be checked here without a GPU.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "reshard/detail/box_batch.hpp"
 #include "reshard/detail/box_walk.hpp"
 #include "reshard/detail/elementwise.hpp"
 #include "reshard/error.hpp"
@@ -328,8 +330,7 @@ TEST_CASE("walk_offsets enumerates the box like the reference, in units too", "[
     const std::uintptr_t da = static_cast<std::uintptr_t>(w.dst_base) * es;
     detail::BoxWalk uw = w;
     uw.src_base = uw.dst_base = 0;
-    std::size_t unit = 16;
-    while (unit > 1 && !detail::walk_unit_fits(uw, es, sa, da, unit)) unit /= 2;
+    const std::size_t unit = detail::widest_unit(uw, es, sa, da);
     detail::rescale_walk(uw, es, unit);
     for (std::int64_t u = 0; u < uw.volume; ++u) {
       std::int64_t s, d;
@@ -354,6 +355,158 @@ TEST_CASE("walk_unit_fits picks 16-byte units for aligned column blocks", "[kern
   CHECK(w.src_stride[0] == 32);
   CHECK(w.dst_stride[0] == 8);
   CHECK(w.volume == 64 * 8);
+}
+
+// ---- batched copies (the CUDA kernel's tile grid, emulated) --------------------------------
+
+// Runs a batch table the way kernels/box_batch.cu does: every tile, every lane, every unit of
+// the lane, through the same RESHARD_HD functions; counts the writes to each destination byte.
+template <typename I>
+void emulate_batch(const detail::BatchTable& t, const unsigned char* const* src,
+                   unsigned char* const* dst, std::vector<std::vector<int>>& writes,
+                   unsigned char* const* dst_base) {
+  const int n = static_cast<int>(t.boxes.size());
+  for (std::int64_t tile = 0; tile < t.tiles(); ++tile) {
+    const int b = detail::batch_box_of(t.first_tile.data(), n, tile);
+    REQUIRE(t.first_tile[b] <= tile);
+    REQUIRE(tile < t.first_tile[b + 1]);
+    const detail::BatchBox& box = t.boxes[b];
+    const auto first = static_cast<I>((tile - t.first_tile[b]) * detail::kBatchTileUnits);
+    const unsigned char* s = src[box.src] + box.src_byte;
+    unsigned char* d = dst[box.dst] + box.dst_byte;
+    REQUIRE(reinterpret_cast<std::uintptr_t>(s) % box.unit == 0);  // the kernel's Unit* casts
+    REQUIRE(reinterpret_cast<std::uintptr_t>(d) % box.unit == 0);
+    for (int lane = 0; lane < detail::kBatchThreads; ++lane)
+      for (int k = 0; k < detail::kBatchIlp; ++k) {
+        I from, to;
+        if (!detail::batch_tile_unit(box.walk, first, lane, k, from, to)) continue;
+        std::memcpy(d + static_cast<std::size_t>(to) * box.unit,
+                    s + static_cast<std::size_t>(from) * box.unit, static_cast<std::size_t>(box.unit));
+        const std::size_t at = static_cast<std::size_t>(d - dst_base[box.dst]) + static_cast<std::size_t>(to) * box.unit;
+        for (int byte = 0; byte < box.unit; ++byte) ++writes[box.dst][at + byte];
+      }
+  }
+}
+
+TEST_CASE("batched copies: one tile grid moves every box of a step exactly once", "[kernels][batch]") {
+  std::mt19937_64 rng(4242);
+  auto pick = [&](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+  const std::size_t sizes[] = {1, 2, 4, 8};
+  int wide_units = 0, multi_tile = 0;
+  for (int it = 0; it < 400; ++it) {
+    const std::size_t es = sizes[it % 4];
+    // The in-block of a step: rank 1..3, sometimes long rows so that boxes span many tiles.
+    const int rank = static_cast<int>(pick(1, 3));
+    Shape in_shape;
+    for (int d = 0; d < rank; ++d) in_shape.push_back(d == rank - 1 && pick(0, 3) == 0 ? pick(200, 3000) : pick(1, 12));
+    // Peers' boxes packed back to back into staging (buffer 0), one kept box to the out-block
+    // (buffer 1), as StepExec::before lists them.
+    std::vector<detail::BatchInput> inputs;
+    std::vector<Shape> ext_of, off_of;
+    std::vector<std::int64_t> at_of;
+    std::int64_t stage = 0;
+    const int peers = static_cast<int>(pick(0, 9));
+    for (int p = 0; p <= peers; ++p) {
+      Shape off, ext;
+      for (int d = 0; d < rank; ++d) {
+        const std::int64_t lo = pick(0, in_shape[d] - 1);
+        off.push_back(lo);
+        ext.push_back(pick(0, 12) == 0 ? 0 : pick(1, in_shape[d] - lo));
+      }
+      const bool self = p == peers;
+      const Shape zero(rank, 0);
+      detail::BatchInput in;
+      REQUIRE(detail::make_box_walk(rank, in_shape.data(), off.data(), self ? in_shape.data() : ext.data(),
+                                    self ? off.data() : zero.data(), ext.data(), in.walk) == nullptr);
+      in.src = 0;
+      in.dst = self ? 1 : 0;
+      if (!self) in.walk.dst_base += stage;
+      at_of.push_back(self ? 0 : stage);
+      if (!self) stage += volume(ext);
+      ext_of.push_back(ext);
+      off_of.push_back(off);
+      inputs.push_back(in);
+    }
+    // Buffers at random offsets from 16-byte alignment (but element-aligned), as the
+    // executor's staging places can be.
+    auto make_buffer = [&](std::int64_t elems, std::vector<unsigned char>& storage) {
+      storage = random_bytes(rng, static_cast<std::size_t>(elems) * es + 32);
+      const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(storage.data());
+      const std::size_t shift = (16 - a % 16) % 16 + (pick(0, 3) == 0 ? es * static_cast<std::size_t>(pick(1, 3)) % 16 : 0);
+      return storage.data() + shift;
+    };
+    std::vector<unsigned char> in_store, stage_store, out_store;
+    unsigned char* in_buf = make_buffer(volume(in_shape), in_store);
+    unsigned char* stage_buf = make_buffer(stage, stage_store);
+    unsigned char* out_buf = make_buffer(volume(in_shape), out_store);
+    const std::uintptr_t src_addr[detail::kMaxBatchArrays] = {reinterpret_cast<std::uintptr_t>(in_buf)};
+    const std::uintptr_t dst_addr[detail::kMaxBatchArrays] = {reinterpret_cast<std::uintptr_t>(stage_buf),
+                                                              reinterpret_cast<std::uintptr_t>(out_buf)};
+    const detail::BatchTable t =
+        detail::make_batch_table(inputs.data(), static_cast<int>(inputs.size()), es, src_addr, dst_addr);
+    REQUIRE(t.first_tile.size() == t.boxes.size() + 1);
+
+    // Reference: copy_box per box.
+    std::vector<unsigned char> want_stage(stage_buf, stage_buf + stage * es);
+    std::vector<unsigned char> want_out(out_buf, out_buf + volume(in_shape) * es);
+    for (std::size_t b = 0; b < inputs.size(); ++b) {
+      const bool self = inputs[b].dst == 1;
+      const Shape zero(rank, 0);
+      if (self) copy_box(in_buf, in_shape, off_of[b], want_out.data(), in_shape, off_of[b], ext_of[b], es);
+      else copy_box(in_buf, in_shape, off_of[b], want_stage.data() + at_of[b] * es, ext_of[b], zero, ext_of[b], es);
+    }
+    const unsigned char* srcs[] = {in_buf, nullptr, nullptr, nullptr};
+    unsigned char* dsts[] = {stage_buf, out_buf, nullptr, nullptr};
+    std::vector<std::vector<int>> writes{std::vector<int>(stage * es), std::vector<int>(volume(in_shape) * es), {}, {}};
+    if (it % 2) emulate_batch<std::uint32_t>(t, srcs, dsts, writes, dsts);
+    else emulate_batch<std::uint64_t>(t, srcs, dsts, writes, dsts);
+    INFO("iteration " << it << ", " << t.boxes.size() << " boxes, " << t.tiles() << " tiles");
+    REQUIRE(std::vector<unsigned char>(stage_buf, stage_buf + stage * es) == want_stage);
+    REQUIRE(std::vector<unsigned char>(out_buf, out_buf + volume(in_shape) * es) == want_out);
+    // Staging is exactly the packed boxes, each byte written once; the out-block at most once.
+    REQUIRE(std::count(writes[0].begin(), writes[0].end(), 1) == static_cast<std::ptrdiff_t>(writes[0].size()));
+    REQUIRE(std::count_if(writes[1].begin(), writes[1].end(), [](int v) { return v > 1; }) == 0);
+    for (const detail::BatchBox& box : t.boxes) {
+      wide_units += box.unit == 16;
+      REQUIRE(box.walk.volume * box.unit % static_cast<std::int64_t>(es) == 0);
+    }
+    for (std::size_t b = 0; b + 1 < t.first_tile.size(); ++b) multi_tile += t.first_tile[b + 1] - t.first_tile[b] > 1;
+  }
+  CHECK(wide_units > 50);  // the sweep reached the 16-byte path
+  CHECK(multi_tile > 50);  // and boxes of many tiles
+}
+
+TEST_CASE("batched copies: box lookup, empty boxes and the 64-bit index choice", "[kernels][batch]") {
+  // Boxes of 1, 3 and 2 tiles, and an empty one in between that takes none.
+  detail::BatchInput in[4];
+  const std::int64_t lens[4] = {100, 3 * detail::kBatchTileUnits, 0, detail::kBatchTileUnits + 1};
+  for (int b = 0; b < 4; ++b) {
+    const std::int64_t zero = 0, n = lens[b];
+    REQUIRE(detail::make_box_walk(1, &n, &zero, &n, &zero, &n, in[b].walk) == nullptr);
+  }
+  // Odd addresses: one-byte units, so tiles count elements.
+  const std::uintptr_t odd[detail::kMaxBatchArrays] = {257}, aligned[detail::kMaxBatchArrays] = {256};
+  detail::BatchTable t = detail::make_batch_table(in, 4, 1, odd, odd);
+  REQUIRE(t.boxes.size() == 3);
+  CHECK(t.first_tile == std::vector<std::int64_t>{0, 1, 4, 6});
+  CHECK(t.index32);
+  const int expect[6] = {0, 1, 1, 1, 2, 2};
+  for (int tile = 0; tile < 6; ++tile) CHECK(detail::batch_box_of(t.first_tile.data(), 3, tile) == expect[tile]);
+  for (const detail::BatchBox& box : t.boxes) CHECK(box.unit == 1);
+  // Aligned: each box takes the widest unit its length allows.
+  t = detail::make_batch_table(in, 4, 1, aligned, aligned);
+  REQUIRE(t.boxes.size() == 3);
+  CHECK(t.boxes[0].unit == 4);   // 100 bytes
+  CHECK(t.boxes[1].unit == 16);  // 3072 bytes
+  CHECK(t.boxes[2].unit == 1);   // 1025 bytes
+  CHECK(t.first_tile == std::vector<std::int64_t>{0, 1, 2, 4});
+  // A box of 2^31 units (walked, never allocated) needs 64-bit offsets.
+  const std::int64_t big = std::int64_t{1} << 31, zero = 0;
+  REQUIRE(detail::make_box_walk(1, &big, &zero, &big, &zero, &big, in[0].walk) == nullptr);
+  t = detail::make_batch_table(in, 1, 1, odd, odd);
+  CHECK_FALSE(t.index32);
 }
 
 // ---- reductions ----------------------------------------------------------------------------

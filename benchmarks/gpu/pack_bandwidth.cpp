@@ -1,10 +1,13 @@
-// Pack/unpack bandwidth of device_copy_box against cudaMemcpy D2D of the same bytes.
+// Pack/unpack bandwidth of the device kernels against cudaMemcpy D2D of the same bytes.
 //
-// The case is the pack of a dim-1 split: a [rows, cols] f32 matrix split 4 ways along its
-// columns, so device 1's block is the [rows, cols/4] box at column offset cols/4. "pack" copies
-// it out to a dense buffer, "unpack" copies a dense buffer back into it. Two row lengths:
-// wide rows (8 KiB runs) and narrow ones (256 B runs). Every measured kernel's result is
-// checked with the index fill, as nccl-tests does.
+// Two kinds of rows, both on a [rows, cols] f32 matrix split along its columns:
+//   box:   device_copy_box of one block (split 4 ways: device 1's [rows, cols/4] box) out to a
+//          dense buffer (pack) and back (unpack);
+//   step8: what an all-to-all step does, as the executor runs it: the blocks for 8 peers
+//          packed back to back into staging by one DeviceCopyBatch launch (the whole matrix
+//          moves), and unpacked from staging by another.
+// Two row lengths each: wide rows (8 KiB runs) and narrow ones (256 B runs). Every measured
+// kernel's result is checked with the index fill, as nccl-tests does.
 //
 //   pack_bandwidth [--sizes-mib 64,1024] [--iters N]
 //
@@ -111,6 +114,47 @@ Result run_case(std::int64_t packed, std::int64_t cols, int iters, cudaStream_t 
   return r;
 }
 
+// The step8 rows: `packed` bytes in all, runs of `row_bytes` per peer; the matrix is
+// f32[rows, 8 * row_bytes / 4] split 8 ways along its columns.
+Result run_step_case(std::int64_t packed, std::int64_t row_bytes, int iters, cudaStream_t stream) {
+  constexpr int kPeers = 8;
+  const std::int64_t part = row_bytes / 4, cols = part * kPeers, rows = packed / (cols * 4);
+  const std::size_t bytes = static_cast<std::size_t>(rows * cols) * 4;
+  DeviceBuffer src(bytes), stage(bytes), dst(bytes);
+
+  const Mesh one = Mesh::parse("x=1"), peers = Mesh::parse("x=8");
+  const Type whole = Type::parse("f32[" + std::to_string(rows) + "," + std::to_string(cols) + "]", one);
+  const Type split = Type::parse("f32[" + std::to_string(rows) + "," + std::to_string(cols) + "{x}]", peers);
+  device_fill_index(src.p, whole, one, 0, stream);
+
+  const Shape full{rows, cols}, box{rows, part}, origin{0, 0};
+  std::vector<BoxCopy> pack, unpack;
+  for (int p = 0; p < kPeers; ++p) {
+    const Shape at{0, p * part};
+    pack.push_back({0, 0, full, at, 0, box, origin, p * rows * part, box});
+    unpack.push_back({0, 0, box, origin, p * rows * part, full, at, 0, box});
+  }
+  const DeviceCopyBatch pack_batch(pack, 4), unpack_batch(unpack, 4);
+  const void* pack_src[] = {src.p};
+  void* pack_dst[] = {stage.p};
+  const void* unpack_src[] = {stage.p};
+  void* unpack_dst[] = {dst.p};
+
+  Result r{};
+  r.pack_s = median_seconds(iters, stream, [&] { pack_batch.run(pack_src, pack_dst, stream); });
+  bool ok = true;
+  for (int p = 0; p < kPeers; ++p)
+    ok = ok && device_check_index(static_cast<char*>(stage.p) + p * rows * part * 4, split, peers, p, stream) == 0;
+  cuda_or_die(cudaMemsetAsync(dst.p, 0, bytes, stream), "cudaMemsetAsync");
+  r.unpack_s = median_seconds(iters, stream, [&] { unpack_batch.run(unpack_src, unpack_dst, stream); });
+  ok = ok && device_check_index(dst.p, whole, one, 0, stream) == 0;
+  r.memcpy_s = median_seconds(iters, stream, [&] {
+    cuda_or_die(cudaMemcpyAsync(dst.p, stage.p, bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
+  });
+  r.verified = ok;
+  return r;
+}
+
 std::vector<std::int64_t> parse_list(const char* text) {
   std::vector<std::int64_t> out;
   std::string s(text);
@@ -145,23 +189,25 @@ int main(int argc, char** argv) {
   cuda_or_die(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   std::printf("device: %s\n", prop.name);
   std::printf("GB/s = packed bytes / median time per call (memory traffic is 2x that)\n");
-  std::printf("%9s %8s %10s %12s %12s %12s %8s %8s %s\n", "packed", "row_B", "rows", "pack_GB/s",
-              "unpack_GB/s", "memcpy_GB/s", "pack/mc", "unpk/mc", "verified");
+  std::printf("%-6s %9s %8s %10s %12s %12s %12s %8s %8s %s\n", "kind", "packed", "row_B", "rows",
+              "pack_GB/s", "unpack_GB/s", "memcpy_GB/s", "pack/mc", "unpk/mc", "verified");
   cudaStream_t stream;
   cuda_or_die(cudaStreamCreate(&stream), "cudaStreamCreate");
   bool all_ok = true;
   for (std::int64_t mib : sizes_mib) {
     const std::int64_t packed = mib << 20;
-    for (std::int64_t cols : {std::int64_t{8192}, std::int64_t{256}}) {
-      const Result r = run_case(packed, cols, iters, stream);
-      const double gb = static_cast<double>(packed) * 1e-9;
-      std::printf("%6lldMiB %8lld %10lld %12.1f %12.1f %12.1f %8.3f %8.3f %s\n",
-                  static_cast<long long>(mib), static_cast<long long>(cols), 
-                  static_cast<long long>(packed / cols), gb / r.pack_s, gb / r.unpack_s,
-                  gb / r.memcpy_s, r.memcpy_s / r.pack_s, r.memcpy_s / r.unpack_s,
-                  r.verified ? "yes" : "NO");
-      all_ok = all_ok && r.verified;
-    }
+    for (const bool step : {false, true})
+      for (std::int64_t row_bytes : {std::int64_t{8192}, std::int64_t{256}}) {
+        // box rows: cols = row_bytes (a quarter of the f32 columns is row_bytes bytes).
+        const Result r = step ? run_step_case(packed, row_bytes, iters, stream)
+                              : run_case(packed, row_bytes, iters, stream);
+        const double gb = static_cast<double>(packed) * 1e-9;
+        std::printf("%-6s %6lldMiB %8lld %10lld %12.1f %12.1f %12.1f %8.3f %8.3f %s\n", step ? "step8" : "box",
+                    static_cast<long long>(mib), static_cast<long long>(row_bytes),
+                    static_cast<long long>(packed / row_bytes), gb / r.pack_s, gb / r.unpack_s, gb / r.memcpy_s,
+                    r.memcpy_s / r.pack_s, r.memcpy_s / r.unpack_s, r.verified ? "yes" : "NO");
+        all_ok = all_ok && r.verified;
+      }
   }
   cudaStreamDestroy(stream);
   return all_ok ? 0 : 1;

@@ -11,8 +11,10 @@
 // header: cuda_device_available() then says why not, and the other calls throw.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "reshard/dtype.hpp"
 #include "reshard/error.hpp"
@@ -20,6 +22,48 @@
 #include "reshard/type.hpp"
 
 namespace reshard {
+
+// One box of a batched copy (DeviceCopyBatch): the box `extent` at `src_offset` in an array of
+// `src_shape` that starts `src_at` elements into source buffer `src`, copied to `dst_offset` in
+// an array of `dst_shape` that starts `dst_at` elements into destination buffer `dst`.
+struct BoxCopy {
+  int src = 0, dst = 0;
+  std::vector<std::int64_t> src_shape, src_offset;
+  std::int64_t src_at = 0;
+  std::vector<std::int64_t> dst_shape, dst_offset;
+  std::int64_t dst_at = 0;
+  std::vector<std::int64_t> extent;
+};
+
+// Box copies done together by one kernel launch: what a step packs for all of its peers (and
+// the box it keeps), or what it unpacks from all of them. The boxes are checked and their walks
+// computed once, at construction; the kernel's table (unit width per box, tiles) depends on the
+// alignment of the buffers and is uploaded on the first run for each alignment seen (usually
+// one). The boxes run concurrently: no two may write the same bytes. run() is stream-ordered.
+// Movable; one thread at a time per object.
+class DeviceCopyBatch {
+ public:
+  static constexpr int kMaxBuffers = 4;  // source buffers, and destination buffers
+
+  DeviceCopyBatch();
+  // Throws Error naming the box when one does not fit its arrays or names a buffer past
+  // kMaxBuffers.
+  DeviceCopyBatch(const std::vector<BoxCopy>& boxes, std::size_t elem_size);
+  ~DeviceCopyBatch();
+  DeviceCopyBatch(DeviceCopyBatch&&) noexcept;
+  DeviceCopyBatch& operator=(DeviceCopyBatch&&) noexcept;
+
+  bool empty() const;          // nothing to move: run() launches nothing
+  std::int64_t bytes() const;  // payload of one run
+
+  // Copies every box from srcs[box.src] to dsts[box.dst] in one launch. Pre: device pointers;
+  // every buffer a non-empty box names is given and non-null (checked: throws Error).
+  void run(std::span<const void* const> srcs, std::span<void* const> dsts, void* stream) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 #if defined(RESHARD_HAVE_CUDA) && RESHARD_HAVE_CUDA
 
@@ -93,6 +137,19 @@ inline void device_fill_index(void*, const Type&, const Mesh&, int, void*) {
 inline std::int64_t device_check_index(const void*, const Type&, const Mesh&, int, void*) {
   detail::no_cuda("device_check_index");
 }
+
+// Without CUDA a batch can be empty (and run, doing nothing) but holds no boxes.
+struct DeviceCopyBatch::Impl {};
+inline DeviceCopyBatch::DeviceCopyBatch() = default;
+inline DeviceCopyBatch::DeviceCopyBatch(const std::vector<BoxCopy>& boxes, std::size_t) {
+  if (!boxes.empty()) detail::no_cuda("DeviceCopyBatch");
+}
+inline DeviceCopyBatch::~DeviceCopyBatch() = default;
+inline DeviceCopyBatch::DeviceCopyBatch(DeviceCopyBatch&&) noexcept = default;
+inline DeviceCopyBatch& DeviceCopyBatch::operator=(DeviceCopyBatch&&) noexcept = default;
+inline bool DeviceCopyBatch::empty() const { return true; }
+inline std::int64_t DeviceCopyBatch::bytes() const { return 0; }
+inline void DeviceCopyBatch::run(std::span<const void* const>, std::span<void* const>, void*) const {}
 
 #endif
 

@@ -168,7 +168,8 @@ Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) 
   for (const Step& step : plan.steps)
     p->steps.push_back(exec::prepare_step(transport(), step, opts_.point_to_point_only));
   const bool device = opts_.memory == Memory::device;
-  for (exec::StepExec& s : p->steps) s.device = device, s.stream = opts_.stream;
+  if (device)
+    for (exec::StepExec& s : p->steps) exec::prepare_device(s, opts_.stream);
   assign_slots(plan, *p);
   p->capacity[0] = plan.dst.local_bytes(plan.mesh, me);
   for (std::size_t k = 0; k < plan.steps.size(); ++k) {

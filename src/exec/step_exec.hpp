@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "reshard/comm.hpp"
+#include "reshard/device_kernels.hpp"
 #include "reshard/plan.hpp"
 
 namespace reshard::exec {
@@ -47,14 +48,23 @@ struct StepExec {
   std::int64_t count = 0, send_at = 0;  // allgatherv: this device's box; allreduce: elements
   bool send_direct = false;             // allgatherv / reduce_scatter: send from the input
   bool fill_identity = false;           // make_partial on a non-lead device
-  // Device execution: the local work runs as CUDA kernels on `stream` (set by the executor).
+  // The box copies around the collective, over numbered buffers (finish_step): `before` reads
+  // buffer 0 = the in-block and writes 0 = send staging (packs) or 1 = the out-block (the box
+  // this device keeps); `after` reads 0 = receive staging and writes 0 = the out-block (unpacks).
+  std::vector<BoxCopy> before, after;
+  // Device execution: the local work runs as CUDA kernels on `stream` (set by the executor),
+  // each side of the collective as one launch.
   bool device = false;
   void* stream = nullptr;
+  DeviceCopyBatch before_batch, after_batch;
 };
 
 // Pre: the step is valid on `mesh`. Collective over all devices: creates group communicators
 // (none when `p2p_only`: every step then runs point-to-point).
 StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only);
+
+// Device execution on `stream`: builds the step's copy batches (one kernel launch per side).
+void prepare_device(StepExec& s, void* stream);
 
 // Runs the step: reads `in` (this device's in-block), writes `out` (its out-block), packs
 // into `send_stage` (send_stage elements) and receives into `recv_stage` (recv_stage elements).

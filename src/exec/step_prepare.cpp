@@ -233,6 +233,19 @@ void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only) {
   s.count = c.in_block.volume();
 }
 
+// The box copies around the collective (StepExec::before / after), from the placement above.
+void list_copies(StepExec& s) {
+  const bool packs = s.stage_sends || s.mode == Mode::allgatherv || s.mode == Mode::reduce_scatter;
+  if (packs)  // into send staging, at the box's place there
+    for (const Xfer& x : s.sends)
+      s.before.push_back({0, 0, s.in_shape, x.in_off, 0, x.extent, Shape(x.extent.size(), 0), x.at, x.extent});
+  for (const Xfer& x : s.self)
+    s.before.push_back({0, 1, s.in_shape, x.in_off, 0, s.out_shape, x.out_off, 0, x.extent});
+  if (s.stage_recvs && s.mode != Mode::p2p_reduce)  // p2p_reduce reduces from staging instead
+    for (const Xfer& x : s.recvs)
+      s.after.push_back({0, 0, x.extent, Shape(x.extent.size(), 0), x.at, s.out_shape, x.out_off, 0, x.extent});
+}
+
 }  // namespace
 
 StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only) {
@@ -247,6 +260,7 @@ StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only) {
   if (!step.communicates()) prepare_local(c, s);
   else if (step.reduces()) prepare_reducing(c, s, comm, p2p_only);
   else prepare_moving(c, s, comm, p2p_only);
+  list_copies(s);
   return s;
 }
 

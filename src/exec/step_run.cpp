@@ -1,5 +1,7 @@
 // run_step: pack what must be packed, one collective (or point-to-point round), unpack. The
 // local work runs on the host, or as CUDA kernels on the step's stream for device execution.
+#include <span>
+
 #include "reshard/device_kernels.hpp"
 #include "reshard/error.hpp"
 #include "reshard/kernels.hpp"
@@ -9,7 +11,7 @@ namespace reshard::exec {
 
 namespace {
 
-// The local kernels, on the host or the device (kernels.hpp, device_kernels.hpp).
+// The reduction fallback's kernels, on the host or the device (kernels.hpp, device_kernels.hpp).
 void box_copy(const StepExec& s, const void* src, const Shape& src_shape, const Shape& src_off, void* dst,
               const Shape& dst_shape, const Shape& dst_off, const Shape& extent, std::size_t elem) {
   if (s.device) device_copy_box(src, src_shape, src_off, dst, dst_shape, dst_off, extent, elem, s.stream);
@@ -34,25 +36,27 @@ struct Bufs {
   std::byte* out_at(std::int64_t e) const { return out + e * elem; }
 };
 
-void pack(const Bufs& b, const Xfer& x) {
-  Shape zero(x.extent.size(), 0);
-  box_copy(b.s, b.in, b.s.in_shape, x.in_off, b.send_stage + x.at * b.elem, x.extent, zero, x.extent, b.elem);
+// The copies of one side of the collective (StepExec::before / after): on the device one launch
+// for all of them, on the host one copy_box each.
+void run_copies(const StepExec& s, const std::vector<BoxCopy>& copies, const DeviceCopyBatch& batch,
+                std::span<const void* const> srcs, std::span<void* const> dsts) {
+  if (s.device) return batch.run(srcs, dsts, s.stream);
+  const std::size_t elem = size_of(s.dtype);
+  for (const BoxCopy& c : copies)
+    copy_box(static_cast<const std::byte*>(srcs[c.src]) + c.src_at * elem, c.src_shape, c.src_offset,
+             static_cast<std::byte*>(dsts[c.dst]) + c.dst_at * elem, c.dst_shape, c.dst_offset, c.extent, elem);
 }
-void unpack(const Bufs& b, const Xfer& x) {
-  Shape zero(x.extent.size(), 0);
-  box_copy(b.s, b.recv_stage + x.at * b.elem, x.extent, zero, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
+// Packs for the peers and the box this device keeps.
+void before_collective(const Bufs& b) {
+  const void* srcs[] = {b.in};
+  void* dsts[] = {b.send_stage, b.out};
+  run_copies(b.s, b.s.before, b.s.before_batch, srcs, dsts);
 }
-void pack_sends(const Bufs& b) {
-  if (b.s.stage_sends || b.s.mode == Mode::allgatherv || b.s.mode == Mode::reduce_scatter)
-    for (const Xfer& x : b.s.sends) pack(b, x);  // those modes list sends only when packing
-}
-void unpack_recvs(const Bufs& b) {
-  if (b.s.stage_recvs)
-    for (const Xfer& x : b.s.recvs) unpack(b, x);
-}
-void copy_self(const Bufs& b) {
-  for (const Xfer& x : b.s.self)
-    box_copy(b.s, b.in, b.s.in_shape, x.in_off, b.out, b.s.out_shape, x.out_off, x.extent, b.elem);
+// Unpacks from the peers.
+void after_collective(const Bufs& b) {
+  const void* srcs[] = {b.recv_stage};
+  void* dsts[] = {b.out};
+  run_copies(b.s, b.s.after, b.s.after_batch, srcs, dsts);
 }
 
 void run_p2p(const Bufs& b) {
@@ -86,7 +90,7 @@ void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte*
   Bufs b{s, in, out, send_stage, recv_stage, size_of(s.dtype)};
   switch (s.mode) {
     case Mode::local:
-      copy_self(b);
+      before_collective(b);
       if (s.fill_identity) {
         std::int64_t n = 1;
         for (auto e : s.out_shape) n *= e;
@@ -95,35 +99,41 @@ void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte*
       }
       return;
     case Mode::alltoallv:
-      pack_sends(b);
-      copy_self(b);
+      before_collective(b);
       s.group->alltoallv(s.stage_sends ? b.send_stage : in, s.send_segs, s.stage_recvs ? b.recv_stage : out,
                          s.recv_segs, s.dtype);
-      return unpack_recvs(b);
+      return after_collective(b);
     case Mode::allgatherv:
-      pack_sends(b);
+      before_collective(b);
       s.group->allgatherv(s.send_direct ? b.in_at(s.send_at) : b.send_stage, s.count, out, s.recv_segs, s.dtype);
       return;
     case Mode::reduce_scatter:
-      pack_sends(b);
+      before_collective(b);
       s.group->reduce_scatter(s.send_direct ? in : b.send_stage,
                               s.stage_recvs ? b.recv_stage : b.out_at(s.recvs.front().at), s.counts, s.dtype,
                               s.op);
-      return unpack_recvs(b);
+      return after_collective(b);
     case Mode::allreduce:
       s.group->allreduce(in, out, s.count, s.dtype, s.op);
       return;
     case Mode::p2p:
-      pack_sends(b);
-      copy_self(b);
+      before_collective(b);
       run_p2p(b);
-      return unpack_recvs(b);
+      return after_collective(b);
     case Mode::p2p_reduce:
-      pack_sends(b);
+      before_collective(b);
       run_p2p(b);
       return reduce_in_order(b);
   }
   throw Error("unknown execution mode");
+}
+
+void prepare_device(StepExec& s, void* stream) {
+  s.device = true;
+  s.stream = stream;
+  const std::size_t elem = size_of(s.dtype);
+  s.before_batch = DeviceCopyBatch(s.before, elem);
+  s.after_batch = DeviceCopyBatch(s.after, elem);
 }
 
 }  // namespace reshard::exec

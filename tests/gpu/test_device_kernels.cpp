@@ -170,6 +170,99 @@ TEST_CASE("device_copy_box matches copy_box", "[gpu][copy]") {
   }
 }
 
+// The pack side of a step (peers' boxes back to back in staging, the kept box to the out-block)
+// and its unpack side, each as one DeviceCopyBatch launch, against copy_box per box. Each batch
+// runs twice, on buffers of different alignment, so both the cached and a second table are used.
+TEST_CASE("DeviceCopyBatch matches copy_box per box", "[gpu][copy][batch]") {
+  std::mt19937_64 rng(11);
+  auto pick = [&](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+  const std::size_t sizes[] = {1, 2, 4, 8, 16, 3};
+  for (int it = 0; it < 300; ++it) {
+    const std::size_t es = sizes[it % 6];
+    const int rank = static_cast<int>(pick(1, 3));
+    Shape block;
+    for (int d = 0; d < rank; ++d) block.push_back(d == rank - 1 && pick(0, 3) == 0 ? pick(200, 5000) : pick(1, 12));
+    std::vector<BoxCopy> pack, unpack;
+    std::int64_t stage = 0;
+    const int peers = static_cast<int>(pick(0, 9));
+    for (int p = 0; p <= peers; ++p) {
+      Shape off, ext;
+      for (int d = 0; d < rank; ++d) {
+        off.push_back(pick(0, block[d] - 1));
+        ext.push_back(pick(0, 12) == 0 ? 0 : pick(1, block[d] - off.back()));
+      }
+      const Shape zero(rank, 0);
+      if (p == peers) {  // the kept box: in-block to out-block
+        pack.push_back({0, 1, block, off, 0, block, off, 0, ext});
+        continue;
+      }
+      pack.push_back({0, 0, block, off, 0, ext, zero, stage, ext});
+      unpack.push_back({0, 0, ext, zero, stage, block, off, 0, ext});
+      stage += volume(ext);
+    }
+    // Unpacked boxes must not overlap: keep only the first of any two that do.
+    std::vector<BoxCopy> disjoint;
+    for (const BoxCopy& c : unpack) {
+      bool clash = false;
+      for (const BoxCopy& o : disjoint) {
+        bool meet = volume(c.extent) > 0 && volume(o.extent) > 0;
+        for (int d = 0; d < rank && meet; ++d)
+          meet = c.dst_offset[d] < o.dst_offset[d] + o.extent[d] && o.dst_offset[d] < c.dst_offset[d] + c.extent[d];
+        clash = clash || meet;
+      }
+      if (!clash) disjoint.push_back(c);
+    }
+    const DeviceCopyBatch pack_batch(pack, es), unpack_batch(disjoint, es);
+    const auto in = random_bytes(rng, static_cast<std::size_t>(volume(block)) * es);
+    for (int round = 0; round < 2; ++round) {
+      auto staging = random_bytes(rng, static_cast<std::size_t>(stage) * es);
+      auto out = random_bytes(rng, static_cast<std::size_t>(volume(block)) * es);
+      DeviceBuffer din(in.size(), random_shift(rng, es)), dstage(staging.size(), random_shift(rng, es)),
+          dout(out.size(), random_shift(rng, es));
+      din.upload(in);
+      dstage.upload(staging);
+      dout.upload(out);
+      auto run_host = [&](const std::vector<BoxCopy>& copies, const unsigned char* src, unsigned char* const* dst) {
+        for (const BoxCopy& c : copies)
+          copy_box(src + c.src_at * es, c.src_shape, c.src_offset, dst[c.dst] + c.dst_at * es, c.dst_shape,
+                   c.dst_offset, c.extent, es);
+      };
+      unsigned char* pack_dst[] = {staging.data(), out.data()};
+      run_host(pack, in.data(), pack_dst);
+      const void* psrc[] = {din.get()};
+      void* pdst[] = {dstage.get(), dout.get()};
+      pack_batch.run(psrc, pdst, nullptr);
+      cuda_ok(cudaDeviceSynchronize(), "DeviceCopyBatch pack");
+      INFO("iteration " << it << " round " << round << " elem " << es << ", " << pack.size() << " boxes");
+      REQUIRE(dstage.download() == staging);
+      REQUIRE(dout.download() == out);
+      unsigned char* unpack_dst[] = {out.data()};
+      run_host(disjoint, staging.data(), unpack_dst);
+      const void* usrc[] = {dstage.get()};
+      void* udst[] = {dout.get()};
+      unpack_batch.run(usrc, udst, nullptr);
+      cuda_ok(cudaDeviceSynchronize(), "DeviceCopyBatch unpack");
+      REQUIRE(dout.download() == out);
+    }
+  }
+}
+
+TEST_CASE("DeviceCopyBatch refuses bad boxes and missing buffers", "[gpu][batch]") {
+  const Shape a{4, 4}, at{2, 0}, ext{3, 4}, zero{0, 0};
+  CHECK_THROWS_WITH(DeviceCopyBatch({{0, 0, a, zero, 0, a, zero, 0, a}, {0, 0, a, at, 0, a, zero, 0, ext}}, 4),
+                    Catch::Contains("box 1") && Catch::Contains("does not fit"));
+  CHECK_THROWS_WITH(DeviceCopyBatch({{0, 4, a, zero, 0, a, zero, 0, a}}, 4), Catch::Contains("buffer index"));
+  const DeviceCopyBatch b({{0, 1, a, zero, 0, a, zero, 0, a}}, 4);
+  DeviceBuffer x(64), y(64);
+  const void* src[] = {x.get()};
+  void* only_first[] = {y.get()};
+  CHECK_THROWS_WITH(b.run(src, only_first, nullptr), Catch::Contains("destination buffer 1"));
+  CHECK(DeviceCopyBatch().empty());
+  DeviceCopyBatch().run({}, {}, nullptr);  // an empty batch launches nothing
+}
+
 TEST_CASE("device_reduce_box matches reduce_box for every dtype and op", "[gpu][reduce]") {
   std::mt19937_64 rng(2);
   cudaStream_t stream;

@@ -138,6 +138,17 @@ inline bool walk_unit_fits(const BoxWalk& w, std::size_t elem_size, std::uintptr
   return true;
 }
 
+// The widest unit (16, 8, 4, 2 or 1 bytes) in which the walk `w` (elements of `elem_size`
+// bytes, bases included) moves between arrays at `src_addr` and `dst_addr`.
+inline std::size_t widest_unit(const BoxWalk& w, std::size_t elem_size, std::uintptr_t src_addr,
+                               std::uintptr_t dst_addr) {
+  const std::uintptr_t s = src_addr + static_cast<std::uintptr_t>(w.src_base) * elem_size;
+  const std::uintptr_t d = dst_addr + static_cast<std::uintptr_t>(w.dst_base) * elem_size;
+  std::size_t unit = 16;
+  while (unit > 1 && !walk_unit_fits(w, elem_size, s, d, unit)) unit /= 2;
+  return unit;
+}
+
 // Offsets (base included) of the u-th element of the walk, elements numbered row-major over
 // the box. I is the index type (32-bit where the caller has checked that everything fits,
 // which makes the divisions much cheaper on a GPU). Pre: 0 <= u < w.volume.
