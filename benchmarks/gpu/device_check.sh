@@ -65,7 +65,7 @@ if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda
   export CUDACXX=/usr/local/cuda/bin/nvcc
 fi
 source "$ROOT/scripts/env.sh"  # Open MPI as root, oversubscription, shared memory only
-export RESHARD_NCCL_TIMEOUT_S=${RESHARD_NCCL_TIMEOUT_S:-120}
+export RESHARD_TIMEOUT_S=${RESHARD_TIMEOUT_S:-120}
 
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -133,7 +133,7 @@ note "pack_bandwidth 64 MiB and 1 GiB"
 timeout 300 "$BIN/pack_bandwidth" --sizes-mib 64,1024 >"$OUT/pack_bandwidth.log" 2>&1
 rc=$?
 case $rc in
-  0) record pack_bandwidth ok "pack|unpack / memcpy D2D: $(awk '$NF=="yes"{printf "%s %sB-rows %s|%s; ", $1, $2, $7, $8}' "$OUT/pack_bandwidth.log")" ;;
+  0) record pack_bandwidth ok "pack|unpack / memcpy D2D: $(awk '$NF=="yes"{printf "%s %s %sB-rows %s|%s; ", $1, $2, $3, $8, $9}' "$OUT/pack_bandwidth.log")" ;;
   77) record pack_bandwidth skipped "no device" ;;
   *) record pack_bandwidth FAILED "exit $rc (pack_bandwidth.log)" ;;
 esac

@@ -41,7 +41,7 @@
 // (ncclConfig_t::blocking = 0): calls that return ncclInProgress are polled with
 // ncclCommGetAsyncError, and synchronize() polls the stream (cudaStreamQuery) and every
 // communicator's asynchronous error. Anything that fails, or does not finish within the timeout
-// (NcclOptions::timeout_s; default $RESHARD_NCCL_TIMEOUT_S, else 60 s), aborts every NCCL
+// (NcclOptions::timeout_s; default $RESHARD_TIMEOUT_S, else 300 s), aborts every NCCL
 // communicator of this object (ncclCommAbort) and throws reshard::Error naming the operation:
 // nothing hangs. After that every call throws; destroy the object (and usually end the job:
 // the peers see their own timeout or error).
@@ -61,9 +61,10 @@
 namespace reshard {
 
 struct NcclOptions {
-  // Seconds a call or synchronize() may wait before the communicators are aborted. 0: the
-  // environment variable RESHARD_NCCL_TIMEOUT_S if set, else 60.
-  double timeout_s = 0;
+  // Seconds a call or synchronize() may wait before the communicators are aborted, as the MPI
+  // backend's ExecOptions::timeout_s: < 0 is $RESHARD_TIMEOUT_S if set, else 300; 0 waits
+  // for ever.
+  double timeout_s = -1;
 };
 
 class NcclCommunicator : public Communicator {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "mpi_comm.hpp"  // the MPI backend's check() and MpiGroup, for the set-up's agreement
+#include "watchdog.hpp"  // resolve_timeout: the same timeout convention as the MPI backend
 #include "reshard/device_kernels.hpp"
 #include "reshard/error.hpp"
 #include "reshard/route.hpp"
@@ -473,8 +474,8 @@ void NcclComm::complete(ncclComm_t comm, ncclResult_t r, const std::string& what
     }
     r = state;
     if (r != ncclInProgress) break;
-    if (seconds_since(t0) > timeout_s_)
-      fail(fmt::format("NCCL {}: still in progress after {} s (timeout, RESHARD_NCCL_TIMEOUT_S)", what, timeout_s_));
+    if (timeout_s_ > 0 && seconds_since(t0) > timeout_s_)
+      fail(fmt::format("NCCL {}: still in progress after {} s (timeout, RESHARD_TIMEOUT_S)", what, timeout_s_));
     std::this_thread::yield();
   }
   if (r != ncclSuccess) fail(fmt::format("NCCL {} failed: {}{}", what, ncclGetErrorString(r), last_error(comm)));
@@ -494,8 +495,8 @@ void NcclComm::wait(const std::string& what) {
       if (state != ncclSuccess && state != ncclInProgress)
         fail(fmt::format("NCCL {}: asynchronous error {}{}", what, ncclGetErrorString(state), last_error(c)));
     }
-    if (seconds_since(t0) > timeout_s_)
-      fail(fmt::format("NCCL {}: the stream did not finish within {} s (timeout, RESHARD_NCCL_TIMEOUT_S): a peer "
+    if (timeout_s_ > 0 && seconds_since(t0) > timeout_s_)
+      fail(fmt::format("NCCL {}: the stream did not finish within {} s (timeout, RESHARD_TIMEOUT_S): a peer "
                        "may have failed or not joined the operation",
                        what, timeout_s_));
     if (spin > 1000) std::this_thread::yield();
@@ -556,17 +557,7 @@ Group& NcclComm::group(const std::vector<std::string>& axes) {
 
 std::unique_ptr<NcclCommunicator> make_nccl_communicator(MPI_Comm devices, const Mesh& mesh, void* stream,
                                                          NcclOptions opts) {
-  double timeout = opts.timeout_s;
-  if (timeout <= 0) {
-    timeout = 60;
-    if (const char* env = std::getenv("RESHARD_NCCL_TIMEOUT_S")) {
-      char* end = nullptr;
-      const double v = std::strtod(env, &end);
-      if (end == env || *end != '\0' || !(v > 0))
-        throw Error(fmt::format("RESHARD_NCCL_TIMEOUT_S='{}': expected a positive number of seconds", env));
-      timeout = v;
-    }
-  }
+  const double timeout = mpi::resolve_timeout(opts.timeout_s);  // one convention for both backends
   return std::make_unique<nccl::NcclComm>(devices, mesh, static_cast<cudaStream_t>(stream), timeout);
 }
 
