@@ -126,6 +126,17 @@ class Executor {
   Communicator& comm_;
   ExecOptions opts_;
   std::map<std::string, std::unique_ptr<Prepared>> prepared_;  // by plan fingerprint text
+  // The plans of recent calls with what each call needs of them, most recent first: a loop
+  // that runs the same few plans finds them by comparing plans, without formatting or hashing
+  // the fingerprint again.
+  struct Recent {
+    Plan plan;
+    std::string key;      // key_of(plan)
+    std::uint64_t hash;   // fnv1a(key), what the agreement check compares
+    std::string summary;  // what the agreement check names
+  };
+  std::vector<Recent> recent_;
+  const Recent& recent(const Plan& plan);
   std::int64_t held_ = 0, peak_ = 0;
   std::unique_ptr<Communicator> staged_;  // device buffers over a host backend (pinned staging)
 };

@@ -33,6 +33,7 @@ struct Step {
 
   bool communicates() const { return op != Op::slice && op != Op::local; }
   bool reduces() const { return op == Op::reduce_scatter || op == Op::all_reduce; }
+  bool operator==(const Step&) const = default;
 };
 
 // Figures of a plan, exact over every device of the mesh (see analyze()).
@@ -57,6 +58,11 @@ struct Plan {
   PlanStats stats;                   // filled by synthesize()/analyze()
 
   const Type& type_after(int i) const { return i < 0 ? src : steps[i].out; }
+  // Whether both plans move the same data the same way (mesh, types, strategy and steps;
+  // notes and stats aside): what the executor's prepared state depends on.
+  bool same_steps(const Plan& o) const {
+    return mesh == o.mesh && src == o.src && dst == o.dst && strategy == o.strategy && steps == o.steps;
+  }
 };
 
 // Computes `plan.stats` exactly by routing every step on every device. O(steps * devices *

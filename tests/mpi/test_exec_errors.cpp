@@ -115,3 +115,27 @@ TEST_CASE("plans are cached and executed again without a new check", "[api]") {
   for (int i = 0; i < 3; ++i) CHECK(test::run_checked(ctx, *p1).mismatches == 0);
   CHECK(ctx.executor()->workspace_peak_bytes() >= ctx.executor()->workspace_bytes(*p1));
 }
+
+TEST_CASE("one executor running many plans in turn keeps them apart", "[api]") {
+  // More plans than the executor remembers by comparison (16), run round-robin twice, so that
+  // entries are evicted and found again; then a plan edited in place, which must not be
+  // mistaken for the plan it was.
+  const int np = test::world_size();
+  Context ctx(Mesh({{"x", np}}));
+  std::vector<Plan> plans;
+  for (int rows = 5; plans.size() < 20; rows += 3) {
+    const std::string r = std::to_string(rows);
+    const bool gather = plans.size() % 2;
+    plans.push_back(synthesize(ctx.mesh(), Type::parse("i32[" + r + "{x}, 3]", ctx.mesh()),
+                               Type::parse(gather ? "i32[" + r + ", 3]" : "i32[" + r + ", 3{x}]", ctx.mesh())));
+  }
+  for (int round = 0; round < 2; ++round)
+    for (const Plan& p : plans) {
+      INFO("round " << round << ": " << p.src << " -> " << p.dst);
+      CHECK(test::run_checked(ctx, p).mismatches == 0);
+    }
+  Plan edited = plans[1];
+  CHECK(test::run_checked(ctx, edited).mismatches == 0);
+  edited = plans[2];  // same object, other steps
+  CHECK(test::run_checked(ctx, edited).mismatches == 0);
+}
