@@ -70,6 +70,14 @@ void device_reduce_into(void* acc, const void* in, std::int64_t n, DType t, Redu
     cuda_detail::launch_reduce(in, acc, w, code(t), code(op), stream);
 }
 
+void device_reduce_slots(void* dst, const void* slots, std::int64_t n, int k, DType t, ReduceOp op,
+                         void* stream) {
+  if (n < 0) throw Error("device_reduce_slots: negative element count");
+  if (k < 1) throw Error("device_reduce_slots: no slots");
+  if (op == ReduceOp::none) throw Error("device_reduce_slots: a reduction needs an op");
+  cuda_detail::launch_reduce_slots(slots, dst, n, k, code(t), code(op), stream);
+}
+
 void device_fill_identity(void* data, std::int64_t n, DType t, ReduceOp op, void* stream) {
   if (n < 0) throw Error("device_fill_identity: negative element count");
   // The identity's bits come from the host kernel, so both sides agree by construction.

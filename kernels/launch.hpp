@@ -31,6 +31,10 @@ void launch_copy_batch(const BatchArrays& arrays, const std::int64_t* first_tile
 // dst box = op(dst box, src box). Pre: op != none (that is launch_copy).
 void launch_reduce(const void* src, void* dst, const detail::BoxWalk& w, detail::ElemCode t,
                    detail::OpCode op, void* stream);
+// dst[i] = fold of op over slots 0..k-1 (slot s at src + s * n elements), i < n. Pre: k >= 1,
+// op != none.
+void launch_reduce_slots(const void* src, void* dst, std::int64_t n, int k, detail::ElemCode t,
+                         detail::OpCode op, void* stream);
 // n elements of elem_size bytes (1, 2, 4 or 8) each set to the low bytes of `pattern`.
 void launch_fill_pattern(void* data, std::int64_t n, std::uint64_t pattern,
                          std::size_t elem_size, void* stream);

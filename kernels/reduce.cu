@@ -1,4 +1,5 @@
-// dst = op(dst, src) over a box on device memory: one launch, a grid-stride loop over vectors
+// dst = op(dst, src) over a box on device memory, and the fold of k equal slots into one
+// array (reduce_slots): one launch each, a grid-stride loop over vectors
 // of 16 bytes when the alignment of both arrays, the row length and the row strides allow it,
 // over single elements otherwise. f16 and bf16 use the native CUDA types and compute in float,
 // exactly as the host kernels do, so host and device agree bit for bit.
@@ -85,6 +86,51 @@ void launch_typed(const void* src, void* dst, const BoxWalk& walk, cudaStream_t 
   }
 }
 
+// The fold of k slots, V elements at a time; slot s of unit u is src[s * slot + u].
+template <typename S, OpCode Op, int V>
+__global__ void __launch_bounds__(kBlockThreads)
+    fold_slots(const Vec<S, V>* src, std::int64_t slot, int k, Vec<S, V>* dst,
+               std::int64_t total) {
+  const std::int64_t stride = static_cast<std::int64_t>(blockDim.x) * gridDim.x;
+  for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < total;
+       u += stride) {
+    Vec<S, V> a = src[u];
+    for (int s = 1; s < k; ++s) {
+      const Vec<S, V> b = src[s * slot + u];
+#pragma unroll
+      for (int e = 0; e < V; ++e) a.x[e] = Combine<Op, S>::apply(a.x[e], b.x[e]);
+    }
+    dst[u] = a;  // after every read of u: dst may be slot 0
+  }
+}
+
+template <typename S, OpCode Op>
+void launch_fold(const void* src, void* dst, std::int64_t n, int k, cudaStream_t stream) {
+  constexpr int kVec = static_cast<int>(16 / sizeof(S));
+  const bool vec = n % kVec == 0 && reinterpret_cast<std::uintptr_t>(src) % 16 == 0 &&
+                   reinterpret_cast<std::uintptr_t>(dst) % 16 == 0;
+  if (vec) {
+    const std::int64_t units = n / kVec;
+    fold_slots<S, Op, kVec><<<grid_blocks(units), kBlockThreads, 0, stream>>>(
+        static_cast<const Vec<S, kVec>*>(src), units, k, static_cast<Vec<S, kVec>*>(dst), units);
+  } else {
+    fold_slots<S, Op, 1><<<grid_blocks(n), kBlockThreads, 0, stream>>>(
+        static_cast<const Vec<S, 1>*>(src), n, k, static_cast<Vec<S, 1>*>(dst), n);
+  }
+  check_launch("device_reduce_slots");
+}
+
+template <typename S>
+void launch_fold_op(const void* src, void* dst, std::int64_t n, int k, OpCode op, cudaStream_t stream) {
+  switch (op) {
+    case OpCode::sum: return launch_fold<S, OpCode::sum>(src, dst, n, k, stream);
+    case OpCode::max: return launch_fold<S, OpCode::max>(src, dst, n, k, stream);
+    case OpCode::min: return launch_fold<S, OpCode::min>(src, dst, n, k, stream);
+    case OpCode::prod: return launch_fold<S, OpCode::prod>(src, dst, n, k, stream);
+    default: throw Error("launch_reduce_slots: no reduction op");
+  }
+}
+
 template <typename S>
 void launch_op(const void* src, void* dst, const BoxWalk& w, OpCode op, cudaStream_t stream) {
   switch (op) {
@@ -112,6 +158,23 @@ void launch_reduce(const void* src, void* dst, const BoxWalk& w, ElemCode t, OpC
     case ElemCode::i16: return launch_op<std::int16_t>(src, dst, w, op, st);
     case ElemCode::i8: return launch_op<std::int8_t>(src, dst, w, op, st);
     case ElemCode::u8: return launch_op<std::uint8_t>(src, dst, w, op, st);
+  }
+}
+
+void launch_reduce_slots(const void* src, void* dst, std::int64_t n, int k, ElemCode t, OpCode op,
+                         void* stream) {
+  if (n == 0) return;
+  auto* st = static_cast<cudaStream_t>(stream);
+  switch (t) {
+    case ElemCode::f64: return launch_fold_op<double>(src, dst, n, k, op, st);
+    case ElemCode::f32: return launch_fold_op<float>(src, dst, n, k, op, st);
+    case ElemCode::f16: return launch_fold_op<__half>(src, dst, n, k, op, st);
+    case ElemCode::bf16: return launch_fold_op<__nv_bfloat16>(src, dst, n, k, op, st);
+    case ElemCode::i64: return launch_fold_op<std::int64_t>(src, dst, n, k, op, st);
+    case ElemCode::i32: return launch_fold_op<std::int32_t>(src, dst, n, k, op, st);
+    case ElemCode::i16: return launch_fold_op<std::int16_t>(src, dst, n, k, op, st);
+    case ElemCode::i8: return launch_fold_op<std::int8_t>(src, dst, n, k, op, st);
+    case ElemCode::u8: return launch_fold_op<std::uint8_t>(src, dst, n, k, op, st);
   }
 }
 

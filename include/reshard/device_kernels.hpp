@@ -90,6 +90,12 @@ void device_reduce_box(const void* src, std::span<const std::int64_t> src_shape,
 void device_reduce_into(void* acc, const void* in, std::int64_t n, DType t, ReduceOp op,
                         void* stream);
 
+// dst[i] = op(...op(op(slot 0[i], slot 1[i]), slot 2[i])..., slot k-1[i]) for n elements, where
+// slot s starts s * n elements into `slots`: what k reduce_into calls in slot order give, bit for
+// bit, in one launch. Pre: k >= 1, op != none; dst may be slot 0 but no other slot.
+void device_reduce_slots(void* dst, const void* slots, std::int64_t n, int k, DType t, ReduceOp op,
+                         void* stream);
+
 // Sets n elements to the identity of op (as fill_identity).
 void device_fill_identity(void* data, std::int64_t n, DType t, ReduceOp op, void* stream);
 
@@ -127,6 +133,9 @@ inline void device_reduce_box(const void*, std::span<const std::int64_t>,
 }
 inline void device_reduce_into(void*, const void*, std::int64_t, DType, ReduceOp, void*) {
   detail::no_cuda("device_reduce_into");
+}
+inline void device_reduce_slots(void*, const void*, std::int64_t, int, DType, ReduceOp, void*) {
+  detail::no_cuda("device_reduce_slots");
 }
 inline void device_fill_identity(void*, std::int64_t, DType, ReduceOp, void*) {
   detail::no_cuda("device_fill_identity");

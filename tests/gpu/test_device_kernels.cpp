@@ -322,6 +322,38 @@ TEST_CASE("device_reduce_into and device_fill_identity match the host", "[gpu][r
   cuda_ok(cudaDeviceSynchronize(), "empty calls");
 }
 
+TEST_CASE("device_reduce_slots folds k slots as k reduce_into calls do", "[gpu][reduce]") {
+  std::mt19937_64 rng(4);
+  for (DType t : kAllDTypes) {
+    for (ReduceOp op : kOps) {
+      if (op == ReduceOp::none) continue;
+      for (std::int64_t n : {std::int64_t{1}, std::int64_t{13}, std::int64_t{4096}, (std::int64_t{1} << 18) + 5}) {
+        for (int k : {1, 2, 3, 8}) {
+          INFO(name_of(t) << " " << name_of(op) << " n " << n << " k " << k);
+          const std::size_t es = size_of(t);
+          const auto slots = random_values(rng, t, n * k);
+          std::vector<unsigned char> want(slots.begin(), slots.begin() + static_cast<std::ptrdiff_t>(n * es));
+          for (int s = 1; s < k; ++s) reduce_into(want.data(), slots.data() + s * n * es, n, t, op);
+          DeviceBuffer dslots(slots.size(), random_shift(rng, es)), dout(want.size(), random_shift(rng, es));
+          dslots.upload(slots);
+          device_reduce_slots(dout.get(), dslots.get(), n, k, t, op, nullptr);
+          cuda_ok(cudaDeviceSynchronize(), "device_reduce_slots");
+          REQUIRE(dout.download() == want);
+          // In place over slot 0.
+          device_reduce_slots(dslots.get(), dslots.get(), n, k, t, op, nullptr);
+          cuda_ok(cudaDeviceSynchronize(), "device_reduce_slots in place");
+          const auto got = dslots.download();
+          REQUIRE(std::vector<unsigned char>(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(n * es)) == want);
+        }
+      }
+    }
+  }
+  CHECK_THROWS_WITH(device_reduce_slots(nullptr, nullptr, 4, 0, DType::f32, ReduceOp::sum, nullptr),
+                    Catch::Contains("no slots"));
+  CHECK_THROWS_WITH(device_reduce_slots(nullptr, nullptr, 4, 2, DType::f32, ReduceOp::none, nullptr),
+                    Catch::Contains("needs an op"));
+}
+
 TEST_CASE("device_fill_index and device_check_index match the host", "[gpu][index]") {
   const Mesh mesh = Mesh::parse("x=2,y=3,z=2");
   const char* types[] = {

@@ -323,8 +323,7 @@ void NcclGroup::reduce_p2p(const std::byte* send, std::span<const std::int64_t> 
     }
   });
   if (!n) return;
-  owner_.copy(recv, slots, part, what);
-  for (int i = 1; i < size_; ++i) device_reduce_into(recv, slots + part * i, n, t, op, stream);
+  device_reduce_slots(recv, slots, n, size_, t, op, stream);  // one launch for every member
 }
 
 void NcclGroup::exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) {
