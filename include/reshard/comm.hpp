@@ -12,6 +12,7 @@
 // over all devices of the mesh the first time an axis list is asked for.
 // Thread safety: none. One thread at a time per Communicator (MPI_THREAD_FUNNELED is enough).
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -43,6 +44,22 @@ struct RecvMsg {
   std::int64_t count = 0;
 };
 
+// A box of a dense row-major array (shape, the box's corner and extent, all of one rank),
+// sent to or received from group rank `peer` in place: for transports that move strided data
+// without packing it (MPI derived datatypes).
+struct BoxMsg {
+  int peer = 0;
+  std::vector<std::int64_t> shape, offset, extent;
+};
+
+// Boxes moved between a send and a receive array, prepared once (Group::prepare_boxes) and
+// run many times. run() is collective like the operation it was prepared as.
+class BoxTransfer {
+ public:
+  virtual ~BoxTransfer() = default;
+  virtual void run(const void* send, void* recv) = 0;
+};
+
 class Group {
  public:
   virtual ~Group() = default;
@@ -66,6 +83,21 @@ class Group {
   // and direction; a message to or from oneself is not allowed (copy locally instead).
   virtual void exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) = 0;
   virtual void barrier() = 0;
+
+  // Whether prepare_boxes can succeed: the transport moves strided boxes in place (false by
+  // default; the same on every member of a backend).
+  virtual bool moves_boxes() const { return false; }
+  // The same data movement as alltoallv (`all_to_all`: at most one box per member and
+  // direction; every member calls run) or exchange (otherwise), with each message a box of
+  // the send or receive array, moved without packing. Local: nothing is communicated until
+  // run(). nullptr when the transport cannot move these boxes in place (always, by default;
+  // the caller then packs and unpacks).
+  virtual std::unique_ptr<BoxTransfer> prepare_boxes(std::span<const BoxMsg> sends,
+                                                     std::span<const BoxMsg> recvs, DType t,
+                                                     bool all_to_all) {
+    (void)sends, (void)recvs, (void)t, (void)all_to_all;
+    return nullptr;
+  }
 };
 
 // Where a backend's buffers live.

@@ -4,6 +4,7 @@
 // plan (prepare_step) and run on every call (run_step).
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <fmt/format.h>
@@ -18,6 +19,8 @@ using Shape = std::vector<std::int64_t>;
 
 // How a step moves its data (executor.hpp says which op gets which).
 enum class Mode { local, allgatherv, alltoallv, reduce_scatter, allreduce, p2p, p2p_reduce };
+// alltoallv and p2p steps whose boxes the transport moves in place (Group::prepare_boxes) keep
+// their mode and run `boxes` instead of packing.
 std::string_view name_of(Mode m);
 
 // One box moved by this device. `in_off` locates it in the input block (sends, self),
@@ -48,6 +51,7 @@ struct StepExec {
   std::int64_t count = 0, send_at = 0;  // allgatherv: this device's box; allreduce: elements
   bool send_direct = false;             // allgatherv / reduce_scatter: send from the input
   bool fill_identity = false;           // make_partial on a non-lead device
+  std::shared_ptr<BoxTransfer> boxes;   // alltoallv / p2p moved in place: no staging
   // The box copies around the collective, over numbered buffers (finish_step): `before` reads
   // buffer 0 = the in-block and writes 0 = send staging (packs) or 1 = the out-block (the box
   // this device keeps); `after` reads 0 = receive staging and writes 0 = the out-block (unpacks).

@@ -91,6 +91,34 @@ void place_self(const Ctx& c, StepExec& s) {
     if (t.peer == c.me) s.self.push_back(c.self(t.box));
 }
 
+// Whether any member of the group says yes (a max all-reduce over the step's group).
+bool any_member(Group& g, bool yes) {
+  std::int32_t v = yes ? 1 : 0;
+  g.allreduce(&v, &v, 1, DType::i32, ReduceOp::max);
+  return v != 0;
+}
+
+// Where the transport can move boxes in place (MPI derived datatypes), strided messages need
+// no staging: every message becomes a box of the in- or out-block. Point-to-point messages
+// match whatever each side's layout, but the members of an all-to-all must all make the same
+// call: there, every member moves boxes when any member would stage (whether a box is
+// contiguous can differ between members on uneven splits) and every member could prepare
+// them. Collective over the group for all-to-all steps.
+void try_in_place(StepExec& s) {
+  if (!s.group->moves_boxes()) return;
+  const bool all_to_all = s.mode == Mode::alltoallv;
+  const bool stages = s.stage_sends || s.stage_recvs;
+  if (all_to_all ? !any_member(*s.group, stages) : !stages) return;
+  std::vector<BoxMsg> sends, recvs;
+  for (const Xfer& x : s.sends) sends.push_back({x.peer, s.in_shape, x.in_off, x.extent});
+  for (const Xfer& x : s.recvs) recvs.push_back({x.peer, s.out_shape, x.out_off, x.extent});
+  s.boxes = s.group->prepare_boxes(sends, recvs, s.dtype, all_to_all);
+  if (all_to_all && any_member(*s.group, !s.boxes)) s.boxes.reset();
+  if (!s.boxes) return;
+  s.stage_sends = s.stage_recvs = false;
+  s.send_stage = s.recv_stage = 0;
+}
+
 void fill_segments(StepExec& s, int group_size) {
   s.send_segs.assign(group_size, {});
   s.recv_segs.assign(group_size, {});
@@ -178,6 +206,7 @@ void prepare_moving(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only) {
   place_sends(c, s);
   place_recvs(c, s, false);
   place_self(c, s);
+  try_in_place(s);
   if (s.mode == Mode::alltoallv) fill_segments(s, s.group->size());
 }
 

@@ -100,6 +100,7 @@ void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte*
       return;
     case Mode::alltoallv:
       before_collective(b);
+      if (s.boxes) return s.boxes->run(in, out);
       s.group->alltoallv(s.stage_sends ? b.send_stage : in, s.send_segs, s.stage_recvs ? b.recv_stage : out,
                          s.recv_segs, s.dtype);
       return after_collective(b);
@@ -118,6 +119,7 @@ void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte*
       return;
     case Mode::p2p:
       before_collective(b);
+      if (s.boxes) return s.boxes->run(in, out);
       run_p2p(b);
       return after_collective(b);
     case Mode::p2p_reduce:

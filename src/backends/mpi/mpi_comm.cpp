@@ -61,13 +61,13 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // The group rank that exchange() request i talks to (receives come first, then sends).
-int peer_of(int i, std::span<const SendMsg> sends, std::span<const RecvMsg> recvs) {
+int peer_of(int i, std::span<const Posted> recvs, std::span<const Posted> sends) {
   const int r = static_cast<int>(recvs.size());
   return i < r ? recvs[i].peer : sends[i - r].peer;
 }
 
 // The peer of the last receive among the k requests just completed, or -1.
-int last_receive(const int* done, int k, std::span<const RecvMsg> recvs) {
+int last_receive(const int* done, int k, std::span<const Posted> recvs) {
   int peer = -1;
   for (int i = 0; i < k; ++i)
     if (done[i] < static_cast<int>(recvs.size())) peer = recvs[done[i]].peer;
@@ -77,12 +77,12 @@ int last_receive(const int* done, int k, std::span<const RecvMsg> recvs) {
 // No request of an exchange completed for the group's timeout: names the peers (world ranks)
 // whose messages are pending and ends the job.
 [[noreturn]] void exchange_timed_out(const MpiGroup& g, const std::vector<MPI_Request>& requests,
-                                     std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, int last_peer,
+                                     std::span<const Posted> recvs, std::span<const Posted> sends, int last_peer,
                                      Clock::time_point last) {
   std::vector<int> world = world_ranks(g.comm(), g.size()), from, to;
   for (int i = 0; i < static_cast<int>(requests.size()); ++i)
     if (requests[i] != MPI_REQUEST_NULL)
-      (i < static_cast<int>(recvs.size()) ? from : to).push_back(world[peer_of(i, sends, recvs)]);
+      (i < static_cast<int>(recvs.size()) ? from : to).push_back(world[peer_of(i, recvs, sends)]);
   std::string pending;
   if (!from.empty()) pending = fmt::format("nothing received from rank {}", fmt::join(from, ", "));
   if (!to.empty()) pending += fmt::format("{}sends to rank {} not complete", from.empty() ? "" : "; ", fmt::join(to, ", "));
@@ -193,28 +193,33 @@ void MpiGroup::allreduce(const void* send, void* recv, std::int64_t count, DType
 }
 
 void MpiGroup::exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) {
+  MPI_Datatype dt = datatype_of(t);
+  std::vector<Posted> r, s;
+  for (const RecvMsg& m : recvs) r.push_back({m.peer, m.data, to_int(m.count, "a message"), dt});
+  // MPI-3 takes a const send buffer; Posted holds one pointer type for both directions.
+  for (const SendMsg& m : sends) s.push_back({m.peer, const_cast<void*>(m.data), to_int(m.count, "a message"), dt});
+  post_and_wait(r, s);
+}
+
+void MpiGroup::post_and_wait(std::span<const Posted> recvs, std::span<const Posted> sends) {
   // One tag suffices: each exchange completes before the next starts, at most one message
   // flows per peer and direction, and MPI does not reorder messages between two ranks.
   constexpr int kTag = 0x5e5;
-  MPI_Datatype dt = datatype_of(t);
   requests_.clear();
-  for (const RecvMsg& r : recvs) {
+  for (const Posted& r : recvs) {
     if (r.peer == rank_) throw Error("exchange: a receive from oneself");
     requests_.emplace_back();
-    check(MPI_Irecv(r.data, to_int(r.count, "a message"), dt, r.peer, kTag, comm_, &requests_.back()),
-          "MPI_Irecv");
+    check(MPI_Irecv(r.data, r.count, r.type, r.peer, kTag, comm_, &requests_.back()), "MPI_Irecv");
   }
-  for (const SendMsg& s : sends) {
+  for (const Posted& s : sends) {
     if (s.peer == rank_) throw Error("exchange: a send to oneself");
     requests_.emplace_back();
-    // MPI-3 takes a const buffer.
-    check(MPI_Isend(s.data, to_int(s.count, "a message"), dt, s.peer, kTag, comm_, &requests_.back()),
-          "MPI_Isend");
+    check(MPI_Isend(s.data, s.count, s.type, s.peer, kTag, comm_, &requests_.back()), "MPI_Isend");
   }
-  wait_exchange(sends, recvs);
+  wait_exchange(recvs, sends);
 }
 
-void MpiGroup::wait_exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs) {
+void MpiGroup::wait_exchange(std::span<const Posted> recvs, std::span<const Posted> sends) {
   const int n = static_cast<int>(requests_.size());
   ++calls_;
   if (timeout_s_ > 0) {
@@ -225,7 +230,7 @@ void MpiGroup::wait_exchange(std::span<const SendMsg> sends, std::span<const Rec
       check(MPI_Testsome(n, requests_.data(), &k, done.data(), MPI_STATUSES_IGNORE), "MPI_Testsome");
       if (k == MPI_UNDEFINED) break;
       if (k == 0 && seconds_since(last) >= timeout_s_)
-        exchange_timed_out(*this, requests_, sends, recvs, heard_from, heard_at);
+        exchange_timed_out(*this, requests_, recvs, sends, heard_from, heard_at);
       if (k == 0) continue;
       last = Clock::now();
       if (int peer = last_receive(done.data(), k, recvs); peer >= 0) heard_from = peer, heard_at = last;

@@ -26,6 +26,14 @@ MPI_Datatype datatype_of(DType t);
 // calls reduce_into (f16/bf16 in float; 8- and 16-bit integer sums, which must wrap).
 MPI_Op op_of(DType t, ReduceOp op);
 
+// One point-to-point message as MPI posts it: `count` items of `type` at `data`.
+struct Posted {
+  int peer = 0;
+  void* data = nullptr;
+  int count = 0;
+  MPI_Datatype type = MPI_BYTE;
+};
+
 class MpiGroup final : public Group {
  public:
   // Takes ownership of `comm` (freed in the destructor) when `owned`. `name` is how reports
@@ -52,13 +60,19 @@ class MpiGroup final : public Group {
   void allreduce(const void* send, void* recv, std::int64_t count, DType t, ReduceOp op) override;
   void exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) override;
   void barrier() override;
+  // Boxes as derived datatypes (mpi_boxes.cpp): MPI_Alltoallw, or MPI_Isend/MPI_Irecv.
+  bool moves_boxes() const override { return true; }
+  std::unique_ptr<BoxTransfer> prepare_boxes(std::span<const BoxMsg> sends, std::span<const BoxMsg> recvs,
+                                             DType t, bool all_to_all) override;
+  // exchange() of posted messages: receives first, then sends, then a wait with the deadline.
+  void post_and_wait(std::span<const Posted> recvs, std::span<const Posted> sends);
 
  private:
   // Fills counts_/displs_ (slot 0 or 1) from segments, checking that they fit MPI's int.
   void to_ints(std::span<const Segment> segs, int which);
   // MPI_Waitall of exchange()'s requests (receives first) with the deadline: polls them and,
   // when none completes for timeout_s_, names the peers still pending and ends the job.
-  void wait_exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs);
+  void wait_exchange(std::span<const Posted> recvs, std::span<const Posted> sends);
 
   MPI_Comm comm_;
   bool owned_;
