@@ -1,5 +1,5 @@
 // Batched box copy (reshard/detail/box_batch.hpp): every box of one side of a step in one
-// launch. Blocks take tiles in a grid-stride loop; the tile's box is found by a binary search
+// launch. Blocks take contiguous runs of tiles; the tile's box is found by a binary search
 // (the same answer for every thread of the block) and its table entry is staged in shared
 // memory once per change of box, so the index arithmetic reads shared memory only.
 #include <cstdint>
@@ -46,7 +46,9 @@ __global__ void __launch_bounds__(kBatchThreads)
   static_assert(sizeof(BatchBox) % sizeof(std::uint32_t) == 0, "staged as 32-bit words");
   constexpr int kWords = sizeof(BatchBox) / sizeof(std::uint32_t);
   int current = -1;
-  for (std::int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+  std::int64_t first_tile_of_block = 0, end = 0;
+  detail::batch_block_tiles(tiles, gridDim.x, blockIdx.x, first_tile_of_block, end);
+  for (std::int64_t t = first_tile_of_block; t < end; ++t) {
     const int b = detail::batch_box_of(first_tile, n, t);  // uniform across the block
     if (b != current) {
       __syncthreads();  // everyone is done with the previous box

@@ -364,28 +364,35 @@ TEST_CASE("walk_unit_fits picks 16-byte units for aligned column blocks", "[kern
 template <typename I>
 void emulate_batch(const detail::BatchTable& t, const unsigned char* const* src,
                    unsigned char* const* dst, std::vector<std::vector<int>>& writes,
-                   unsigned char* const* dst_base) {
+                   unsigned char* const* dst_base, std::int64_t blocks) {
   const int n = static_cast<int>(t.boxes.size());
-  for (std::int64_t tile = 0; tile < t.tiles(); ++tile) {
-    const int b = detail::batch_box_of(t.first_tile.data(), n, tile);
-    REQUIRE(t.first_tile[b] <= tile);
-    REQUIRE(tile < t.first_tile[b + 1]);
-    const detail::BatchBox& box = t.boxes[b];
-    const auto first = static_cast<I>((tile - t.first_tile[b]) * detail::kBatchTileUnits);
-    const unsigned char* s = src[box.src] + box.src_byte;
-    unsigned char* d = dst[box.dst] + box.dst_byte;
-    REQUIRE(reinterpret_cast<std::uintptr_t>(s) % box.unit == 0);  // the kernel's Unit* casts
-    REQUIRE(reinterpret_cast<std::uintptr_t>(d) % box.unit == 0);
-    for (int lane = 0; lane < detail::kBatchThreads; ++lane)
-      for (int k = 0; k < detail::kBatchIlp; ++k) {
-        I from, to;
-        if (!detail::batch_tile_unit(box.walk, first, lane, k, from, to)) continue;
-        std::memcpy(d + static_cast<std::size_t>(to) * box.unit,
-                    s + static_cast<std::size_t>(from) * box.unit, static_cast<std::size_t>(box.unit));
-        const std::size_t at = static_cast<std::size_t>(d - dst_base[box.dst]) + static_cast<std::size_t>(to) * box.unit;
-        for (int byte = 0; byte < box.unit; ++byte) ++writes[box.dst][at + byte];
-      }
+  std::int64_t covered = 0;
+  for (std::int64_t block = 0; block < blocks; ++block) {
+    std::int64_t first_tile = 0, end = 0;
+    detail::batch_block_tiles(t.tiles(), blocks, block, first_tile, end);
+    covered += end > first_tile ? end - first_tile : 0;
+    for (std::int64_t tile = first_tile; tile < end; ++tile) {
+      const int b = detail::batch_box_of(t.first_tile.data(), n, tile);
+      REQUIRE(t.first_tile[b] <= tile);
+      REQUIRE(tile < t.first_tile[b + 1]);
+      const detail::BatchBox& box = t.boxes[b];
+      const auto first = static_cast<I>((tile - t.first_tile[b]) * detail::kBatchTileUnits);
+      const unsigned char* s = src[box.src] + box.src_byte;
+      unsigned char* d = dst[box.dst] + box.dst_byte;
+      REQUIRE(reinterpret_cast<std::uintptr_t>(s) % box.unit == 0);  // the kernel's Unit* casts
+      REQUIRE(reinterpret_cast<std::uintptr_t>(d) % box.unit == 0);
+      for (int lane = 0; lane < detail::kBatchThreads; ++lane)
+        for (int k = 0; k < detail::kBatchIlp; ++k) {
+          I from, to;
+          if (!detail::batch_tile_unit(box.walk, first, lane, k, from, to)) continue;
+          std::memcpy(d + static_cast<std::size_t>(to) * box.unit,
+                      s + static_cast<std::size_t>(from) * box.unit, static_cast<std::size_t>(box.unit));
+          const std::size_t at = static_cast<std::size_t>(d - dst_base[box.dst]) + static_cast<std::size_t>(to) * box.unit;
+          for (int byte = 0; byte < box.unit; ++byte) ++writes[box.dst][at + byte];
+        }
+    }
   }
+  REQUIRE(covered == t.tiles());  // the blocks' runs cover every tile once
 }
 
 TEST_CASE("batched copies: one tile grid moves every box of a step exactly once", "[kernels][batch]") {
@@ -460,8 +467,10 @@ TEST_CASE("batched copies: one tile grid moves every box of a step exactly once"
     const unsigned char* srcs[] = {in_buf, nullptr, nullptr, nullptr};
     unsigned char* dsts[] = {stage_buf, out_buf, nullptr, nullptr};
     std::vector<std::vector<int>> writes{std::vector<int>(stage * es), std::vector<int>(volume(in_shape) * es), {}, {}};
-    if (it % 2) emulate_batch<std::uint32_t>(t, srcs, dsts, writes, dsts);
-    else emulate_batch<std::uint64_t>(t, srcs, dsts, writes, dsts);
+    // Grids smaller and larger than the tile count, as grid_blocks gives on small and big work.
+    const std::int64_t blocks = pick(1, 2 * t.tiles() + 2);
+    if (it % 2) emulate_batch<std::uint32_t>(t, srcs, dsts, writes, dsts, blocks);
+    else emulate_batch<std::uint64_t>(t, srcs, dsts, writes, dsts, blocks);
     INFO("iteration " << it << ", " << t.boxes.size() << " boxes, " << t.tiles() << " tiles");
     REQUIRE(std::vector<unsigned char>(stage_buf, stage_buf + stage * es) == want_stage);
     REQUIRE(std::vector<unsigned char>(out_buf, out_buf + volume(in_shape) * es) == want_out);

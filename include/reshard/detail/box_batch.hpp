@@ -82,6 +82,15 @@ inline BatchTable make_batch_table(const BatchInput* in, int n, std::size_t elem
   return t;
 }
 
+// The tiles [first, end) that block `block` of a grid of `blocks` takes: a contiguous run, so
+// that a block changes box (and restages its entry) rarely. The runs cover [0, tiles) once.
+RESHARD_HD inline void batch_block_tiles(std::int64_t tiles, std::int64_t blocks, std::int64_t block,
+                                         std::int64_t& first, std::int64_t& end) {
+  const std::int64_t per_block = (tiles + blocks - 1) / blocks;
+  first = block * per_block;
+  end = first + per_block < tiles ? first + per_block : tiles;
+}
+
 // The box that tile `tile` belongs to: the last b with first_tile[b] <= tile.
 // Pre: 0 <= tile < first_tile[n], n >= 1.
 RESHARD_HD inline int batch_box_of(const std::int64_t* first_tile, int n, std::int64_t tile) {
