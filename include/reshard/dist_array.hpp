@@ -10,7 +10,8 @@
 // std::int16_t i16, std::int8_t i8, std::uint8_t u8, and std::uint16_t for f16 and bf16 (their
 // bits). On ranks outside the mesh the shard is empty and resharding does nothing.
 //
-// Collective (over the Context's participants): reshard_to() and reshard(). Everything else
+// Collective (over the Context's participants): reshard_to(), reshard() and reshard_into().
+// Everything else
 // is local. Thread safety: as the Context (one collective at a time); distinct arrays may be
 // read concurrently.
 #include <cstdint>
@@ -74,6 +75,15 @@ class DistArray {
   }
   // Same, replacing this array's shard and type (the old shard is freed after the call).
   void reshard(const Type& dst) { *this = reshard_to(dst); }
+  // Reshards into `out`, an array of the target type whose shard is overwritten in place: no
+  // allocation, for loops that reshard every step. `out` must live on the same Context and be
+  // another array (MismatchError, on the calling rank, before anything moves). Collective.
+  void reshard_into(DistArray& out) const {
+    if (&out == this) throw MismatchError("reshard_into: the output array is the input array");
+    if (out.ctx_ != ctx_) throw MismatchError("reshard_into: the output array lives on another Context");
+    ctx_->reshard(*ctx_->plan(type_, out.type_), local_.data(), local_.size() * sizeof(T), out.local_.data(),
+                  out.local_.size() * sizeof(T));
+  }
 
  private:
   void check_dtype() const {

@@ -84,6 +84,26 @@ TEST_CASE("DistArray round trip restores the shard", "[api]") {
   CHECK(std::equal(x.local().begin(), x.local().end(), mine.begin(), mine.end()));  // source untouched
 }
 
+TEST_CASE("DistArray::reshard_into overwrites the target's shard in place", "[api]") {
+  const int np = test::world_size();
+  Context ctx(line(np)), other(line(np));
+  Type a = Type::parse("i32[37{x},5]", ctx.mesh()), b = Type::parse("i32[37,5{x}]", ctx.mesh());
+  std::vector<std::int32_t> mine(ctx.local_elements(a));
+  ctx.fill_index(a, mine.data());
+  const DistArray<std::int32_t> x(ctx, a, mine);
+  DistArray<std::int32_t> y(ctx, b, std::vector<std::int32_t>(ctx.local_elements(b), -7));
+  const std::int32_t* before = y.local().data();
+  for (int step = 0; step < 3; ++step) {  // as a training loop would, every step
+    x.reshard_into(y);
+    CHECK(y.local().data() == before);  // the same buffer, no reallocation
+    CHECK(ctx.count_index_mismatches(b, y.local().data(), y.local().size_bytes()) == 0);
+  }
+  CHECK(std::equal(x.local().begin(), x.local().end(), mine.begin(), mine.end()));  // source untouched
+  DistArray<std::int32_t> self(ctx, a, mine), elsewhere(other, b);
+  CHECK_THROWS_WITH(self.reshard_into(self), Catch::Contains("is the input array"));
+  CHECK_THROWS_WITH(x.reshard_into(elsewhere), Catch::Contains("another Context"));
+}
+
 TEST_CASE("DistArray refuses a dtype its element type does not store", "[api]") {
   Context ctx(line(test::world_size()));
   CHECK_THROWS_AS(DistArray<float>(ctx, Type::parse("i32[8]", ctx.mesh())), MismatchError);
