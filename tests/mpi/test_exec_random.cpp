@@ -70,6 +70,7 @@ void count_modes(const std::string& explained, std::map<std::string, int>& seen)
     ++seen[mode];
     if (line.find("scratch3") != std::string::npos) ++seen["scratch3"];
     if (line.find("packs") != std::string::npos) ++seen["staged"];
+    if (line.find("in place") != std::string::npos) ++seen["in_place"];
   }
 }
 
@@ -114,7 +115,8 @@ TEST_CASE("random cases run across ranks and match the index fill", "[random]") 
     WARN("np " << np << ", steps run by call:" << modes);
     // The sweep reaches every call the executor can choose (none silently falls back).
     if (np > 1)
-      for (const char* m : {"allgatherv", "alltoallv", "reduce_scatter", "allreduce", "p2p", "p2p_reduce", "local"})
+      for (const char* m : {"allgatherv", "alltoallv", "alltoallw", "reduce_scatter", "allreduce", "p2p", "p2p_reduce",
+                            "local", "in_place"})
         CHECK(seen[m] > 0);
   }
 }
