@@ -1,5 +1,5 @@
 // Property test across ranks: random meshes whose device count divides the rank count (1-3
-// axes of sizes 1-4), random types of rank 0-3 with uneven sizes, replication and pending
+// axes of sizes 1-4 or the rank count), random types of rank 0-3 with uneven sizes, replication and pending
 // reductions, every dtype. Every rank draws the same cases from the same seed (the draws are
 // deterministic), so they agree on each plan; RESHARD_SEED and RESHARD_CASES override.
 #include <cstdlib>
@@ -26,7 +26,9 @@ Mesh random_mesh(test::TypeGen& g, int np) {
     std::vector<Axis> axes;
     int devices = 1;
     for (int i = 0, n = g.uniform(1, 3); i < n; ++i) {
-      axes.push_back({names[i], g.uniform(1, 4)});
+      // Sizes 1-4, and now and then the rank count itself, so that prime counts (5, 7) get
+      // meshes that communicate too.
+      axes.push_back({names[i], g.uniform(0, 4) == 0 ? np : g.uniform(1, 4)});
       devices *= axes.back().size;
     }
     if (np % devices == 0) return Mesh(axes);
