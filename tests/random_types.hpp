@@ -68,9 +68,8 @@ class TypeGen {
     DType dt = dts[uniform(0, 8)];
     ReduceOp ops[] = {ReduceOp::sum, ReduceOp::max, ReduceOp::min, ReduceOp::prod};
     ReduceOp op = ops[uniform(0, 3)];
-    // The index fill gives max/min partials i -/+ j, which wrap in 8- and 16-bit integers: the
-    // wrapped values' max is then not the wrapped index. Keep max/min to types that hold them.
-    if ((op == ReduceOp::max || op == ReduceOp::min) && size_of(dt) <= 2) dt = DType::i32;
+    // Every dtype with every op: where the index fill's max/min partials (i -/+ j) wrap (8- and
+    // 16-bit integers), the checks hold the data to the reduction of the wrapped partials.
     c.src = type(c.mesh, dt, shape, op, true);
     c.dst = type(c.mesh, dt, shape, op, true);
     return c;

@@ -73,8 +73,11 @@ class Context {
   void fill_index(const Type& type, void* local) const;
   // Elements of `type`, over all participants, that differ from the index fill's logical
   // values; a pending reduction is first reduced over its group in group order (as the
-  // simulator does). Collective over participants; 0 on ranks outside the mesh.
-  std::int64_t count_index_mismatches(const Type& type, const void* local, std::size_t bytes);
+  // simulator does). `source`: the index-filled type the data came from, when not `type`
+  // (check_index: its reduce clause decides the logical values). Collective over
+  // participants; 0 on ranks outside the mesh.
+  std::int64_t count_index_mismatches(const Type& type, const void* local, std::size_t bytes,
+                                      const Type* source = nullptr);
 
   // Null on ranks outside the mesh.
   Executor* executor() { return exec_.get(); }

@@ -48,8 +48,16 @@ void fill_index(void* local, const Type& type, const Mesh& mesh, int device);
 // Counts elements of a *reduced* local array (the logical value of `device`'s block of
 // `type`, reduce clause ignored) that differ from the index fill's logical values. f16 and
 // bf16 compare within a relative tolerance of 2^-7 (rounding of partial sums); others exactly.
+// `source` is the index-filled type the data came from (nullptr: `type`): its reduce clause
+// decides the logical values. For an integer source with a pending max or min they are the
+// reduction of the partials (i - j or i + j, as the dtype holds them), which is not the index
+// where the partials wrap (8- and 16-bit integers); otherwise they are the index as the dtype
+// holds it.
 std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, int device,
-                         double abs_tolerance = 0.0);
+                         double abs_tolerance = 0.0, const Type* source = nullptr);
+// Whether `source`'s index fill has logical values that can differ from the index as the dtype
+// holds it (an integer dtype with a pending max or min): check_index needs the source then.
+bool index_fill_needs_source(const Type& source);
 // Absolute tolerance for checking data that came from an index-filled `src`: for f16/bf16
 // sources with a pending sum over g devices, the partials (i - (2+...+g), j+1) are rounded
 // before they are added, so sums may be off by about g ulps of the largest partial. 0 otherwise.

@@ -40,6 +40,7 @@
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
 #include "device_timing.hpp"
 #include "reshard/device_kernels.hpp"
+#include "reshard/kernels.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/nccl.hpp"
 #endif
@@ -196,7 +197,7 @@ Contender plan_contender(Context& ctx, const Plan& plan, const Timing& timing) {
     const MPI_Comm comm = ctx.comm();
     std::fill(b->dst.begin(), b->dst.end(), std::byte{0xff});
     once();
-    row.mismatches = ctx.count_index_mismatches(plan.dst, b->dst.data(), b->dst.size());
+    row.mismatches = ctx.count_index_mismatches(plan.dst, b->dst.data(), b->dst.size(), &plan.src);
     Bytes fresh(b->src.size());
     ctx.fill_index(plan.src, fresh.data());
     const bool input_kept = reduce_all(comm, fresh != b->src, MPI_SUM) == 0;
@@ -258,11 +259,13 @@ Contender device_plan_contender(DeviceSession& dev, Executor& exec, Context& ctx
       dev.comm->synchronize();
       return h;
     };
-    if (plan.dst.op == ReduceOp::none)
+    // On the host: a pending reduction, and sources whose logical values the device check
+    // does not compute (index_fill_needs_source).
+    if (plan.dst.op == ReduceOp::none && !index_fill_needs_source(plan.src))
       row.mismatches = reduce_all(comm, device_check_index(b->dst.get(), plan.dst, plan.mesh, me, dev.stream), MPI_SUM);
     else {
       std::vector<std::byte> h = download(b->dst);
-      row.mismatches = ctx.count_index_mismatches(plan.dst, h.data(), h.size());
+      row.mismatches = ctx.count_index_mismatches(plan.dst, h.data(), h.size(), &plan.src);
     }
     DeviceBytes fresh(b->src.size(), DeviceBytes::Kind::device);
     device_fill_index(fresh.get(), plan.src, plan.mesh, me, dev.stream);

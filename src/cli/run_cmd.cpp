@@ -23,6 +23,7 @@
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
 #include "device_timing.hpp"
 #include "reshard/device_kernels.hpp"
+#include "reshard/kernels.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/nccl.hpp"
 #endif
@@ -112,7 +113,7 @@ Outcome execute(const RunArgs& a, const Inputs& in, Context& ctx, const Plan& pl
   o.iters = stats_of(time_iterations(comm, a.iters, run));
   if (a.raw_alltoall)
     o.raw = time_raw_alltoall(comm, plan.stats.src_local_bytes, std::max(a.iters, 1), o.raw_bytes_per_rank);
-  if (a.check) o.mismatches = ctx.count_index_mismatches(in.dst, dst.data(), dst.size());
+  if (a.check) o.mismatches = ctx.count_index_mismatches(in.dst, dst.data(), dst.size(), &in.src);
   if (!a.dump.empty()) dump_shard(a.dump, ctx.device(), dst);
   o.workspace_peak = reduce_all(comm, ctx.executor()->workspace_peak_bytes(), MPI_MAX);
   o.dst_bytes_total = reduce_all(comm, static_cast<std::int64_t>(dst.size()), MPI_SUM);
@@ -146,16 +147,19 @@ Outcome execute_nccl(const RunArgs& a, const Inputs& in, Context& ctx, const Pla
   o.first_call_s = stats_of(time_device_iterations(comm, *nccl, stream.s, 1, run)).median_s;
   o.iters = stats_of(time_device_iterations(comm, *nccl, stream.s, a.iters, run));
   std::vector<std::byte> host;
-  if (!a.dump.empty() || (a.check && in.dst.op != ReduceOp::none)) {
+  // On the host: a pending reduction (reduced over its group first), and sources whose logical
+  // values the device check does not compute (index_fill_needs_source).
+  const bool host_check = in.dst.op != ReduceOp::none || index_fill_needs_source(in.src);
+  if (!a.dump.empty() || (a.check && host_check)) {
     host.resize(dst.size());
     memcpy_async(host.data(), dst.get(), dst.size(), stream.s);
     nccl->synchronize();
   }
   if (a.check) {
-    if (in.dst.op == ReduceOp::none)
+    if (!host_check)
       o.mismatches = reduce_all(comm, device_check_index(dst.get(), in.dst, ctx.mesh(), me, stream.s), MPI_SUM);
-    else  // a pending reduction: reduced over its group (on the host) first
-      o.mismatches = ctx.count_index_mismatches(in.dst, host.data(), host.size());
+    else
+      o.mismatches = ctx.count_index_mismatches(in.dst, host.data(), host.size(), &in.src);
   }
   if (!a.dump.empty()) dump_shard(a.dump, me, host);
   o.workspace_peak = reduce_all(comm, exec.workspace_peak_bytes(), MPI_MAX);

@@ -346,8 +346,31 @@ double index_fill_tolerance(const Type& src, const Mesh& mesh) {
   return (g + 1) * ulp;
 }
 
-std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, int device, double abs_tolerance) {
+bool index_fill_needs_source(const Type& source) {
+  return !is_float(source.dtype) && (source.op == ReduceOp::max || source.op == ReduceOp::min);
+}
+
+namespace {
+
+// The logical value of element i of an index-filled source with a pending `op` over g devices:
+// the partials as the dtype holds them, reduced in the dtype's arithmetic.
+double reduced_fill(std::int64_t i, DType t, ReduceOp op, int g) {
+  std::uint64_t acc = 0, part = 0;  // one element of any dtype
+  store_as(&acc, 0, t, index_fill_value(i, op, 0, g));
+  for (int j = 1; j < g; ++j) {
+    store_as(&part, 0, t, index_fill_value(i, op, j, g));
+    reduce_into(&acc, &part, 1, t, op);
+  }
+  return load_as(&acc, 0, t);
+}
+
+}  // namespace
+
+std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, int device, double abs_tolerance,
+                         const Type* source) {
   const BoxWalk w = detail::block_walk(type, mesh, device);
+  const bool folded = source && index_fill_needs_source(*source);
+  const int g = folded ? detail::reduce_coordinate(*source, mesh, device).g : 1;
   std::int64_t bad = 0;
   visit_dtype(type.dtype, [&](auto tag) {
     using Tag = decltype(tag);
@@ -355,8 +378,10 @@ std::int64_t check_index(const void* local, const Type& type, const Mesh& mesh, 
     const auto* in = static_cast<const storage_t<Tag>*>(local);
     for_each_run(w, [&](std::int64_t i, std::int64_t k, std::int64_t len) {
       for (std::int64_t e = 0; e < len; ++e) {
-        // The expected value is i as the dtype holds it (cast, then read back).
-        const double expected = to_double<Tag>(from_double<Tag>(static_cast<double>(i + e)));
+        // The expected value is i as the dtype holds it (cast, then read back), or the
+        // reduction of the source's partials where those can wrap.
+        const double expected = folded ? reduced_fill(i + e, type.dtype, source->op, g)
+                                       : to_double<Tag>(from_double<Tag>(static_cast<double>(i + e)));
         if (!detail::index_matches(to_double<Tag>(in[k + e]), expected, half, abs_tolerance)) ++bad;
       }
     });

@@ -16,9 +16,10 @@ namespace {
 using Shape = std::vector<std::int64_t>;
 
 
-// Checks every device's array against `type`. Partial types are reduced over their group
-// first (in group order, as the backends do).
-std::string verify(const Mesh& m, const Type& type, const std::vector<std::vector<std::byte>>& data, double tol) {
+// Checks every device's array against `type` (the data came from an index-filled `source`).
+// Partial types are reduced over their group first (in group order, as the backends do).
+std::string verify(const Mesh& m, const Type& type, const std::vector<std::vector<std::byte>>& data, double tol,
+                   const Type& source) {
   std::size_t elem = size_of(type.dtype);
   for (int d = 0; d < m.num_devices(); ++d) {
     std::int64_t n = type.local_elements(m, d);
@@ -33,7 +34,7 @@ std::string verify(const Mesh& m, const Type& type, const std::vector<std::vecto
       for (std::size_t k = 1; k < group.size(); ++k) reduce_into(logical.data(), data[group[k]].data(), n, type.dtype, type.op);
       check = logical.data();
     }
-    std::int64_t bad = check_index(check, type, m, d, tol);
+    std::int64_t bad = check_index(check, type, m, d, tol, &source);
     if (bad) return fmt::format("device {}: {} of {} elements differ from the logical value", d, bad, n);
   }
   return {};
@@ -54,7 +55,7 @@ SimResult simulate(const Plan& plan) {
     fill_index(cur[d].data(), plan.src, m, d);
     res.max_local_bytes = std::max<std::int64_t>(res.max_local_bytes, cur[d].size());
   }
-  if (std::string e = verify(m, plan.src, cur, tol); !e.empty()) {
+  if (std::string e = verify(m, plan.src, cur, tol, plan.src); !e.empty()) {
     res.error = "source fill: " + e;
     return res;
   }
@@ -121,7 +122,7 @@ SimResult simulate(const Plan& plan) {
       return fail(fmt::format("device {} sends device {} a box it does not expect", from, to));
     }
     cur = std::move(next);
-    if (std::string e = verify(m, step.out, cur, tol); !e.empty()) return fail(e);
+    if (std::string e = verify(m, step.out, cur, tol, plan.src); !e.empty()) return fail(e);
   }
   res.ok = true;
   return res;

@@ -34,7 +34,7 @@ inline Checked run_checked(Context& ctx, const Plan& plan) {
   ctx.reshard(plan, in.data(), in.size(), out.data(), out.size());
   Checked c;
   c.input_intact = in == before;
-  c.mismatches = ctx.count_index_mismatches(plan.dst, out.data(), out.size());
+  c.mismatches = ctx.count_index_mismatches(plan.dst, out.data(), out.size(), &plan.src);
   return c;
 }
 

@@ -93,7 +93,8 @@ bool reduce_to_lead(Group& g, const Type& type, const void* local, std::int64_t 
 
 }  // namespace
 
-std::int64_t Context::count_index_mismatches(const Type& type, const void* local, std::size_t bytes) {
+std::int64_t Context::count_index_mismatches(const Type& type, const void* local, std::size_t bytes,
+                                             const Type* source) {
   if (!participates()) return 0;
   std::string err;
   if (static_cast<std::int64_t>(bytes) != local_bytes(type))
@@ -103,11 +104,11 @@ std::int64_t Context::count_index_mismatches(const Type& type, const void* local
   check_agreement(comm_->world(), "the type to check", fnv1a(what), what, err);
   std::int64_t bad = 0;
   if (type.op == ReduceOp::none) {
-    bad = check_index(local, type, mesh_, device_);
+    bad = check_index(local, type, mesh_, device_, 0.0, source);
   } else {
     std::vector<std::byte> acc;
     if (reduce_to_lead(comm_->group(type.reduce_axes), type, local, local_elements(type), acc))
-      bad = check_index(acc.data(), type, mesh_, device_);
+      bad = check_index(acc.data(), type, mesh_, device_, 0.0, source);
   }
   std::int64_t total = 0;
   comm_->world().allreduce(&bad, &total, 1, DType::i64, ReduceOp::sum);
