@@ -108,7 +108,7 @@ class Executor {
   // Frees every plan's workspace (prepared state is rebuilt on the next execute).
   void release_workspace();
   // How this device runs each step of `plan`, one line per step: the call chosen (allgatherv,
-  // alltoallv, alltoallw, reduce_scatter, allreduce, p2p, p2p_reduce or local), what is staged, and
+  // alltoallv, alltoall_p2p, reduce_scatter, allreduce, p2p, p2p_reduce or local), what is staged, and
   // which buffers it reads and writes. Empty before the plan's first execute. Local.
   std::string explain(const Plan& plan) const;
 

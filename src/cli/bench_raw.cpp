@@ -162,6 +162,7 @@ Contender raw_contender(Context& ctx, const Plan& plan, const RawCall& call, con
       r->recv.resize(r->send.size() * members.size());
       r->recv_from_others = (n - 1) * count * elem;
       c.once = [r, count, mdt, comm] {
+        auto armed = watched(comm, "MPI_Allgather");
         mpi::check(MPI_Allgather(r->send.data(), count, mdt, r->recv.data(), count, mdt, comm), "MPI_Allgather");
       };
       expect(count, 0, count, false);
@@ -173,6 +174,7 @@ Contender raw_contender(Context& ctx, const Plan& plan, const RawCall& call, con
       r->recv.resize(r->send.size());
       r->recv_from_others = (n - 1) * chunk * elem;
       c.once = [r, chunk, mdt, comm] {
+        auto armed = watched(comm, "MPI_Alltoall");
         mpi::check(MPI_Alltoall(r->send.data(), chunk, mdt, r->recv.data(), chunk, mdt, comm), "MPI_Alltoall");
       };
       expect(chunk * n, pos * chunk, chunk, false);
@@ -185,6 +187,7 @@ Contender raw_contender(Context& ctx, const Plan& plan, const RawCall& call, con
       r->recv.resize(static_cast<std::size_t>(block * elem));
       r->recv_from_others = (n - 1) * block * elem;  // as ring algorithms move it
       c.once = [r, block, mdt, op, comm] {
+        auto armed = watched(comm, "MPI_Reduce_scatter_block");
         mpi::check(MPI_Reduce_scatter_block(r->send.data(), r->recv.data(), block, mdt, op, comm),
                    "MPI_Reduce_scatter_block");
       };
@@ -198,6 +201,7 @@ Contender raw_contender(Context& ctx, const Plan& plan, const RawCall& call, con
       r->recv.resize(r->send.size());
       r->recv_from_others = 2 * (n - 1) * ceil_div(count, n) * elem;  // as ring algorithms move it
       c.once = [r, count, mdt, op, comm] {
+        auto armed = watched(comm, "MPI_Allreduce");
         mpi::check(MPI_Allreduce(r->send.data(), r->recv.data(), count, mdt, op, comm), "MPI_Allreduce");
       };
       expect(count, 0, count, true);
@@ -221,10 +225,12 @@ Contender raw_contender(Context& ctx, const Plan& plan, const RawCall& call, con
       r->recv_from_others = rcount * elem;
       c.once = [r, to, from, scount, rcount, keep, mdt, comm] {
         if (keep) std::memcpy(r->recv.data(), r->send.data(), std::min(r->send.size(), r->recv.size()));
-        if (to != MPI_PROC_NULL || from != MPI_PROC_NULL)
+        if (to != MPI_PROC_NULL || from != MPI_PROC_NULL) {
+          auto armed = watched(comm, "MPI_Sendrecv");
           mpi::check(MPI_Sendrecv(r->send.data(), scount, mdt, to, 0, r->recv.data(), rcount, mdt, from, 0, comm,
                                   MPI_STATUS_IGNORE),
                      "MPI_Sendrecv");
+        }
       };
       // The whole block arrives from `from`, or stays (an empty block: nothing at all).
       r->expected = source_of(plan, from != MPI_PROC_NULL ? from : me, plan.dst.local_elements(mesh, me));

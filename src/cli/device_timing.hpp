@@ -8,6 +8,7 @@
 
 #include <mpi.h>
 
+#include "mpi_session.hpp"  // watched(): the deadline on the command's own blocking calls
 #include "reshard/comm.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/error.hpp"
@@ -19,13 +20,13 @@ std::vector<double> time_device_iterations(MPI_Comm comm, Communicator& c, void*
   EventTimer timer;
   std::vector<double> times;
   for (int i = 0; i < iters; ++i) {
-    if (MPI_Barrier(comm) != MPI_SUCCESS) throw Error("MPI_Barrier failed");
+    if (auto armed = watched(comm, "MPI_Barrier"); MPI_Barrier(comm) != MPI_SUCCESS) throw Error("MPI_Barrier failed");
     timer.start(stream);
     body();
     timer.stop(stream);
     c.synchronize();
     double dt = timer.seconds(), slowest = 0;
-    if (MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm) != MPI_SUCCESS)
+    if (auto armed = watched(comm, "MPI_Allreduce"); MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm) != MPI_SUCCESS)
       throw Error("MPI_Allreduce failed");
     times.push_back(slowest);
   }

@@ -85,6 +85,7 @@ TimeStats time_raw_alltoall(MPI_Comm comm, std::int64_t shard_bytes, int iters, 
   if (chunk > INT_MAX) throw Error("the source shard is too large for one MPI_Alltoall of bytes");
   std::vector<std::byte> send(static_cast<std::size_t>(per_rank)), recv(send.size());
   auto once = [&] {
+    auto armed = watched(comm, "MPI_Alltoall");
     if (MPI_Alltoall(send.data(), static_cast<int>(chunk), MPI_BYTE, recv.data(), static_cast<int>(chunk),
                      MPI_BYTE, comm) != MPI_SUCCESS)
       throw Error("MPI_Alltoall failed");

@@ -245,8 +245,8 @@ std::string Executor::explain(const Plan& plan) const {
   std::string r;
   for (std::size_t k = 0; k < p.steps.size(); ++k) {
     const exec::StepExec& s = p.steps[k];
-    // An all-to-all of boxes moved in place is MPI_Alltoallw, not MPI_Alltoallv.
-    const std::string call = s.boxes && s.mode == exec::Mode::alltoallv ? "alltoallw" : fmt::to_string(s.mode);
+    // An all-to-all of boxes moved in place runs as point-to-point messages, not one MPI_Alltoallv.
+    const std::string call = s.boxes && s.mode == exec::Mode::alltoallv ? "alltoall_p2p" : fmt::to_string(s.mode);
     r += fmt::format("{:>2}. {:<15}{:<15}{} -> {}{}{}{}\n", k + 1, name_of(plan.steps[k].op), call,
                      slot_name(p.in_slot[k]), slot_name(p.out_slot[k]),
                      s.boxes ? ", strided boxes moved in place (no staging)" : "",

@@ -115,7 +115,7 @@ TEST_CASE("random cases run across ranks and match the index fill", "[random]") 
     WARN("np " << np << ", steps run by call:" << modes);
     // The sweep reaches every call the executor can choose (none silently falls back).
     if (np > 1)
-      for (const char* m : {"allgatherv", "alltoallv", "alltoallw", "reduce_scatter", "allreduce", "p2p", "p2p_reduce",
+      for (const char* m : {"allgatherv", "alltoallv", "alltoall_p2p", "reduce_scatter", "allreduce", "p2p", "p2p_reduce",
                             "local", "in_place"})
         CHECK(seen[m] > 0);
   }

@@ -60,7 +60,7 @@ class MpiGroup final : public Group {
   void allreduce(const void* send, void* recv, std::int64_t count, DType t, ReduceOp op) override;
   void exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) override;
   void barrier() override;
-  // Boxes as derived datatypes (mpi_boxes.cpp): MPI_Alltoallw, or MPI_Isend/MPI_Irecv.
+  // Boxes as derived datatypes (mpi_boxes.cpp), moved by MPI_Isend/MPI_Irecv.
   bool moves_boxes() const override { return true; }
   std::unique_ptr<BoxTransfer> prepare_boxes(std::span<const BoxMsg> sends, std::span<const BoxMsg> recvs,
                                              DType t, bool all_to_all) override;
