@@ -113,10 +113,16 @@ TEST_CASE("random cases run across ranks and match the index fill", "[random]") 
     std::string modes;
     for (const auto& [m, n] : seen) modes += fmt::format(" {}={}", m, n);
     WARN("np " << np << ", steps run by call:" << modes);
-    // The sweep reaches every call the executor can choose (none silently falls back).
+    // The sweep reaches every call the executor can choose (none silently falls back). Checked
+    // for the default draw, whose reach is known; other seeds or counts (RESHARD_SEED,
+    // RESHARD_CASES) may miss a rare call by chance, so there a miss is only reported.
+    const bool default_draw = !std::getenv("RESHARD_SEED") && !std::getenv("RESHARD_CASES");
     if (np > 1)
       for (const char* m : {"allgatherv", "alltoallv", "alltoall_p2p", "reduce_scatter", "allreduce", "p2p", "p2p_reduce",
-                            "local", "in_place"})
-        CHECK(seen[m] > 0);
+                            "local", "in_place"}) {
+        INFO("call " << m << " never chosen at np " << np);
+        if (default_draw) CHECK(seen[m] > 0);
+        else if (seen[m] == 0) WARN("call " << m << " never chosen at np " << np << " with this draw");
+      }
   }
 }
