@@ -573,6 +573,8 @@ bool run_selftest(MPI_Comm world, const fs::path& dir) {
     s << in.rdbuf();
     good = s.str();
   }
+  // Every rank has read the intact manifest before rank 0 starts damaging it.
+  MPI_Barrier(world);
   const std::string last = file_name(n - 1);  // the shard file the damage goes to
   const fs::path backup = a / "backup.bin";
   auto damage = [&](const std::function<void()>& change, const char* what, const std::string& expect,
