@@ -3,12 +3,15 @@
 // Compiled as C++20 with the host compiler; the CUDA sources stay C++17 behind launch.hpp.
 #include "reshard/device_kernels.hpp"
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "launch.hpp"
 #include "reshard/detail/api_walks.hpp"
 #include "reshard/detail/box_walk.hpp"
 #include "reshard/detail/elementwise.hpp"
+#include "reshard/device_memory.hpp"
 #include "reshard/kernels.hpp"
 
 namespace reshard {
@@ -94,7 +97,13 @@ void device_fill_index(void* local, const Type& type, const Mesh& mesh, int devi
 }
 
 std::int64_t device_check_index(const void* local, const Type& type, const Mesh& mesh,
-                                int device, void* stream) {
+                                int device, void* stream, const Type* source) {
+  if (source && index_fill_needs_source(*source)) {  // the kernel expects the index itself
+    std::vector<std::byte> host(static_cast<std::size_t>(type.local_bytes(mesh, device)));
+    memcpy_async(host.data(), local, host.size(), stream);
+    stream_synchronize(stream, "device_check_index");
+    return check_index(host.data(), type, mesh, device, 0.0, source);
+  }
   const detail::BoxWalk w = detail::block_walk(type, mesh, device);
   return cuda_detail::launch_check_index(local, w, code(type.dtype), stream);
 }

@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "batch_replay.hpp"
 #include "reshard/detail/box_batch.hpp"
 #include "reshard/detail/box_walk.hpp"
 #include "reshard/detail/elementwise.hpp"
@@ -366,32 +367,24 @@ void emulate_batch(const detail::BatchTable& t, const unsigned char* const* src,
                    unsigned char* const* dst, std::vector<std::vector<int>>& writes,
                    unsigned char* const* dst_base, std::int64_t blocks) {
   const int n = static_cast<int>(t.boxes.size());
-  std::int64_t covered = 0;
-  for (std::int64_t block = 0; block < blocks; ++block) {
-    std::int64_t first_tile = 0, end = 0;
-    detail::batch_block_tiles(t.tiles(), blocks, block, first_tile, end);
-    covered += end > first_tile ? end - first_tile : 0;
-    for (std::int64_t tile = first_tile; tile < end; ++tile) {
-      const int b = detail::batch_box_of(t.first_tile.data(), n, tile);
-      REQUIRE(t.first_tile[b] <= tile);
-      REQUIRE(tile < t.first_tile[b + 1]);
-      const detail::BatchBox& box = t.boxes[b];
-      const auto first = static_cast<I>((tile - t.first_tile[b]) * detail::kBatchTileUnits);
-      const unsigned char* s = src[box.src] + box.src_byte;
-      unsigned char* d = dst[box.dst] + box.dst_byte;
-      REQUIRE(reinterpret_cast<std::uintptr_t>(s) % box.unit == 0);  // the kernel's Unit* casts
-      REQUIRE(reinterpret_cast<std::uintptr_t>(d) % box.unit == 0);
-      for (int lane = 0; lane < detail::kBatchThreads; ++lane)
-        for (int k = 0; k < detail::kBatchIlp; ++k) {
-          I from, to;
-          if (!detail::batch_tile_unit(box.walk, first, lane, k, from, to)) continue;
-          std::memcpy(d + static_cast<std::size_t>(to) * box.unit,
-                      s + static_cast<std::size_t>(from) * box.unit, static_cast<std::size_t>(box.unit));
-          const std::size_t at = static_cast<std::size_t>(d - dst_base[box.dst]) + static_cast<std::size_t>(to) * box.unit;
-          for (int byte = 0; byte < box.unit; ++byte) ++writes[box.dst][at + byte];
+  std::int64_t last_tile = -1;
+  const std::int64_t covered = test::replay_batch_grid<I>(
+      t.first_tile.data(), t.boxes.data(), n, blocks,
+      [&](std::int64_t tile, int b, const detail::BatchBox& box, I from, I to) {
+        const unsigned char* s = src[box.src] + box.src_byte;
+        unsigned char* d = dst[box.dst] + box.dst_byte;
+        if (tile != last_tile) {  // once per tile
+          REQUIRE(t.first_tile[b] <= tile);
+          REQUIRE(tile < t.first_tile[b + 1]);
+          REQUIRE(reinterpret_cast<std::uintptr_t>(s) % box.unit == 0);  // the kernel's Unit* casts
+          REQUIRE(reinterpret_cast<std::uintptr_t>(d) % box.unit == 0);
+          last_tile = tile;
         }
-    }
-  }
+        std::memcpy(d + static_cast<std::size_t>(to) * box.unit, s + static_cast<std::size_t>(from) * box.unit,
+                    static_cast<std::size_t>(box.unit));
+        const std::size_t at = static_cast<std::size_t>(d - dst_base[box.dst]) + static_cast<std::size_t>(to) * box.unit;
+        for (int byte = 0; byte < box.unit; ++byte) ++writes[box.dst][at + byte];
+      });
   REQUIRE(covered == t.tiles());  // the blocks' runs cover every tile once
 }
 

@@ -87,15 +87,14 @@ class Group {
   // Whether prepare_boxes can succeed: the transport moves strided boxes in place (false by
   // default; the same on every member of a backend).
   virtual bool moves_boxes() const { return false; }
-  // The same data movement as alltoallv (`all_to_all`: at most one box per member and
-  // direction; every member calls run) or exchange (otherwise), with each message a box of
-  // the send or receive array, moved without packing. Local: nothing is communicated until
-  // run(). nullptr when the transport cannot move these boxes in place (always, by default;
-  // the caller then packs and unpacks).
+  // The data movement of alltoallv or exchange (at most one message per member and
+  // direction) with each message a box of the send or receive array, moved without packing.
+  // Local: nothing is communicated until run(), which is collective over the members that
+  // exchange messages. nullptr when the transport cannot move these boxes in place (always,
+  // by default; the caller then packs and unpacks).
   virtual std::unique_ptr<BoxTransfer> prepare_boxes(std::span<const BoxMsg> sends,
-                                                     std::span<const BoxMsg> recvs, DType t,
-                                                     bool all_to_all) {
-    (void)sends, (void)recvs, (void)t, (void)all_to_all;
+                                                     std::span<const BoxMsg> recvs, DType t) {
+    (void)sends, (void)recvs, (void)t;
     return nullptr;
   }
 };

@@ -103,8 +103,10 @@ void device_fill_identity(void* data, std::int64_t n, DType t, ReduceOp op, void
 void device_fill_index(void* local, const Type& type, const Mesh& mesh, int device,
                        void* stream);
 // Synchronous: returns the number of mismatching elements once the stream has run the check.
+// `source` as for check_index: where its logical values are not the index
+// (index_fill_needs_source), the shard is copied to the host and checked there.
 std::int64_t device_check_index(const void* local, const Type& type, const Mesh& mesh,
-                                int device, void* stream);
+                                int device, void* stream, const Type* source = nullptr);
 
 #else  // built without CUDA: the same API, reporting that there is no device
 
@@ -143,7 +145,8 @@ inline void device_fill_identity(void*, std::int64_t, DType, ReduceOp, void*) {
 inline void device_fill_index(void*, const Type&, const Mesh&, int, void*) {
   detail::no_cuda("device_fill_index");
 }
-inline std::int64_t device_check_index(const void*, const Type&, const Mesh&, int, void*) {
+inline std::int64_t device_check_index(const void*, const Type&, const Mesh&, int, void*,
+                                       const Type* = nullptr) {
   detail::no_cuda("device_check_index");
 }
 

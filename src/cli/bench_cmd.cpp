@@ -40,7 +40,6 @@
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
 #include "device_timing.hpp"
 #include "reshard/device_kernels.hpp"
-#include "reshard/kernels.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/nccl.hpp"
 #endif
@@ -259,10 +258,9 @@ Contender device_plan_contender(DeviceSession& dev, Executor& exec, Context& ctx
       dev.comm->synchronize();
       return h;
     };
-    // On the host: a pending reduction, and sources whose logical values the device check
-    // does not compute (index_fill_needs_source).
-    if (plan.dst.op == ReduceOp::none && !index_fill_needs_source(plan.src))
-      row.mismatches = reduce_all(comm, device_check_index(b->dst.get(), plan.dst, plan.mesh, me, dev.stream), MPI_SUM);
+    if (plan.dst.op == ReduceOp::none)
+      row.mismatches =
+          reduce_all(comm, device_check_index(b->dst.get(), plan.dst, plan.mesh, me, dev.stream, &plan.src), MPI_SUM);
     else {
       std::vector<std::byte> h = download(b->dst);
       row.mismatches = ctx.count_index_mismatches(plan.dst, h.data(), h.size(), &plan.src);

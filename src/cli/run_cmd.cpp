@@ -23,7 +23,6 @@
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
 #include "device_timing.hpp"
 #include "reshard/device_kernels.hpp"
-#include "reshard/kernels.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/nccl.hpp"
 #endif
@@ -148,18 +147,15 @@ Outcome execute_nccl(const RunArgs& a, const Inputs& in, Context& ctx, const Pla
   o.first_call_s = stats_of(time_device_iterations(comm, *nccl, stream.s, 1, run)).median_s;
   o.iters = stats_of(time_device_iterations(comm, *nccl, stream.s, a.iters, run));
   std::vector<std::byte> host;
-  // On the host: a pending reduction (reduced over its group first), and sources whose logical
-  // values the device check does not compute (index_fill_needs_source).
-  const bool host_check = in.dst.op != ReduceOp::none || index_fill_needs_source(in.src);
-  if (!a.dump.empty() || (a.check && host_check)) {
+  if (!a.dump.empty() || (a.check && in.dst.op != ReduceOp::none)) {
     host.resize(dst.size());
     memcpy_async(host.data(), dst.get(), dst.size(), stream.s);
     nccl->synchronize();
   }
   if (a.check) {
-    if (!host_check)
-      o.mismatches = reduce_all(comm, device_check_index(dst.get(), in.dst, ctx.mesh(), me, stream.s), MPI_SUM);
-    else
+    if (in.dst.op == ReduceOp::none)
+      o.mismatches = reduce_all(comm, device_check_index(dst.get(), in.dst, ctx.mesh(), me, stream.s, &in.src), MPI_SUM);
+    else  // a pending reduction: reduced over its group (on the host) first
       o.mismatches = ctx.count_index_mismatches(in.dst, host.data(), host.size(), &in.src);
   }
   if (!a.dump.empty()) dump_shard(a.dump, me, host);

@@ -51,8 +51,9 @@ struct StepExec {
   std::int64_t count = 0, send_at = 0;  // allgatherv: this device's box; allreduce: elements
   bool send_direct = false;             // allgatherv / reduce_scatter: send from the input
   bool fill_identity = false;           // make_partial on a non-lead device
-  std::shared_ptr<BoxTransfer> boxes;   // alltoallv / p2p moved in place: no staging
-  // The box copies around the collective, over numbered buffers (finish_step): `before` reads
+  std::unique_ptr<BoxTransfer> boxes;   // alltoallv / p2p moved in place: no staging
+  // The box copies around the collective, over numbered buffers (list_copies in
+  // step_prepare.cpp): `before` reads
   // buffer 0 = the in-block and writes 0 = send staging (packs) or 1 = the out-block (the box
   // this device keeps); `after` reads 0 = receive staging and writes 0 = the out-block (unpacks).
   std::vector<BoxCopy> before, after;

@@ -112,7 +112,7 @@ void try_in_place(StepExec& s) {
   std::vector<BoxMsg> sends, recvs;
   for (const Xfer& x : s.sends) sends.push_back({x.peer, s.in_shape, x.in_off, x.extent});
   for (const Xfer& x : s.recvs) recvs.push_back({x.peer, s.out_shape, x.out_off, x.extent});
-  s.boxes = s.group->prepare_boxes(sends, recvs, s.dtype, all_to_all);
+  s.boxes = s.group->prepare_boxes(sends, recvs, s.dtype);
   if (all_to_all && any_member(*s.group, !s.boxes)) s.boxes.reset();
   if (!s.boxes) return;
   s.stage_sends = s.stage_recvs = false;

@@ -57,8 +57,8 @@ void device_reduce_slots(void* dst, const void* slots, std::int64_t n, int k, DT
 }
 void device_fill_identity(void* d, std::int64_t n, DType t, ReduceOp op, void*) { fill_identity(d, n, t, op); }
 void device_fill_index(void* l, const Type& t, const Mesh& m, int d, void*) { fill_index(l, t, m, d); }
-std::int64_t device_check_index(const void* l, const Type& t, const Mesh& m, int d, void*) {
-  return check_index(l, t, m, d);
+std::int64_t device_check_index(const void* l, const Type& t, const Mesh& m, int d, void*, const Type* source) {
+  return check_index(l, t, m, d, 0.0, source);
 }
 
 bool is_device_pointer(const void* p) noexcept {

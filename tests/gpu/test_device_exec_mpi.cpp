@@ -18,7 +18,6 @@
 #include "reshard/cases.hpp"
 #include "reshard/context.hpp"
 #include "reshard/device_kernels.hpp"
-#include "reshard/kernels.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/synth.hpp"
 
@@ -80,8 +79,8 @@ TEST_CASE("public cases on device buffers over MPI (pinned staging)", "[cases]")
         memset_async(out.get(), 0xff, out.size(), stream);
         ctx.reshard(plan, in.get(), in.size(), out.get(), out.size());
         std::int64_t bad = 0;
-        if (dst.op == ReduceOp::none && !index_fill_needs_source(src)) {
-          const std::int64_t mine = device_check_index(out.get(), dst, mesh, me, stream);
+        if (dst.op == ReduceOp::none) {
+          const std::int64_t mine = device_check_index(out.get(), dst, mesh, me, stream, &src);
           MPI_Allreduce(&mine, &bad, 1, MPI_INT64_T, MPI_SUM, ctx.comm());
         } else {
           std::vector<std::byte> host(out.size());

@@ -92,7 +92,7 @@ TEST_CASE("MPI moves strided boxes in place, all-to-all and point-to-point", "[b
         sends.push_back(pair_boxes(me, p, np, seed).send);
         recvs.push_back(pair_boxes(p, me, np, seed).recv);
       }
-      auto boxes = world.prepare_boxes(sends, recvs, DType::i32, all_to_all);
+      auto boxes = world.prepare_boxes(sends, recvs, DType::i32);
       REQUIRE(boxes);
       const std::vector<std::int32_t> in = send_array(me);
       std::vector<std::int32_t> out(static_cast<std::size_t>(np) * 6 * 7 * 12, -1), want = out;
@@ -113,9 +113,9 @@ TEST_CASE("prepare_boxes refuses messages it cannot move", "[backend]") {
   Context ctx(Mesh({{"x", np}}));
   Group& world = ctx.communicator()->world();
   const BoxMsg self{world.rank(), {4}, {0}, {4}};
-  CHECK_THROWS_WITH(world.prepare_boxes(std::vector<BoxMsg>{self}, {}, DType::f32, true), Catch::Contains("rank"));
+  CHECK_THROWS_WITH(world.prepare_boxes(std::vector<BoxMsg>{self}, {}, DType::f32), Catch::Contains("rank"));
   const BoxMsg outside{(world.rank() + 1) % np, {4}, {2}, {4}};
   if (np > 1)
-    CHECK_THROWS_WITH(world.prepare_boxes(std::vector<BoxMsg>{outside}, {}, DType::f32, false),
+    CHECK_THROWS_WITH(world.prepare_boxes(std::vector<BoxMsg>{outside}, {}, DType::f32),
                       Catch::Contains("does not fit"));
 }

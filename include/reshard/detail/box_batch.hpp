@@ -31,7 +31,6 @@ struct BatchBox {
   std::int64_t src_byte = 0, dst_byte = 0;
   std::int32_t src = 0, dst = 0;
   std::int32_t unit = 1;
-  std::int32_t pad = 0;
 };
 
 // A box of the batch as the caller gives it: a walk in elements, bases included, between

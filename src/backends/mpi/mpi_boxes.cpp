@@ -1,9 +1,9 @@
 // Boxes as MPI derived datatypes (MpiGroup::prepare_boxes): strided sends and receives go
 // straight from and to the arrays, with no pack, no unpack and no staging memory, and the MPI
 // library copies each byte once into (or out of) its transport. Both all-to-alls and sparse
-// rounds post every MPI_Isend/MPI_Irecv at once. A box's type follows its
-// collapsed box walk (box_walk.hpp): a contiguous run nested in one hvector per outer loop, so
-// the usual "rows of a column block" box is a single hvector of runs.
+// rounds post every MPI_Isend/MPI_Irecv at once. A box's type follows its collapsed box walk
+// (box_walk.hpp): a contiguous run nested in one hvector per outer loop, so the usual "rows of
+// a column block" box is a single hvector of runs.
 #include <climits>
 #include <vector>
 
@@ -24,7 +24,7 @@ struct Described {
 
 class MpiBoxes final : public BoxTransfer {
  public:
-  MpiBoxes(MpiGroup& g, bool all_to_all) : g_(g), all_to_all_(all_to_all) {}
+  explicit MpiBoxes(MpiGroup& g) : g_(g) {}
   ~MpiBoxes() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -46,17 +46,16 @@ class MpiBoxes final : public BoxTransfer {
     if (const char* err = detail::make_box_walk(rank, m.shape.data(), m.offset.data(), m.extent.data(),
                                                 zero.data(), m.extent.data(), w))
       throw Error(std::string("prepare_boxes: ") + err);
+    if (w.volume == 0) return true;  // nothing moves
     Described d;
     d.peer = m.peer;
-    if (w.volume > 0 && !describe(w, elem, elem_bytes, d)) return false;
-    if (w.volume == 0) d.type = elem;
+    if (!describe(w, elem, elem_bytes, d)) return false;
     (is_send ? sends_ : recvs_).push_back(d);
     return true;
   }
 
-  // All-to-all: at most one message per member and direction (as alltoallv).
-  void finish() {
-    if (!all_to_all_) return;
+  // At most one message per member and direction (as alltoallv and exchange).
+  void finish() const {
     for (const auto* side : {&sends_, &recvs_}) {
       std::vector<char> seen(g_.size(), 0);
       for (const Described& d : *side)
@@ -74,10 +73,8 @@ class MpiBoxes final : public BoxTransfer {
     auto* r = static_cast<char*>(recv);
     posted_[0].clear();
     posted_[1].clear();
-    for (const Described& d : recvs_)
-      if (d.count) posted_[0].push_back({d.peer, r + d.displ, d.count, d.type});
-    for (const Described& d : sends_)
-      if (d.count) posted_[1].push_back({d.peer, s + d.displ, d.count, d.type});
+    for (const Described& d : recvs_) posted_[0].push_back({d.peer, r + d.displ, d.count, d.type});
+    for (const Described& d : sends_) posted_[1].push_back({d.peer, s + d.displ, d.count, d.type});
     g_.post_and_wait(posted_[0], posted_[1]);
   }
 
@@ -111,7 +108,6 @@ class MpiBoxes final : public BoxTransfer {
   }
 
   MpiGroup& g_;
-  bool all_to_all_;
   std::vector<Described> sends_, recvs_;
   std::vector<MPI_Datatype> owned_;  // every type made, freed with this object
   std::vector<Posted> posted_[2];
@@ -120,8 +116,8 @@ class MpiBoxes final : public BoxTransfer {
 }  // namespace
 
 std::unique_ptr<BoxTransfer> MpiGroup::prepare_boxes(std::span<const BoxMsg> sends, std::span<const BoxMsg> recvs,
-                                                     DType t, bool all_to_all) {
-  auto boxes = std::make_unique<MpiBoxes>(*this, all_to_all);
+                                                     DType t) {
+  auto boxes = std::make_unique<MpiBoxes>(*this);
   const MPI_Datatype elem = datatype_of(t);
   const int elem_bytes = static_cast<int>(size_of(t));
   for (const BoxMsg& m : sends)

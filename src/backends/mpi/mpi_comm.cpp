@@ -194,7 +194,11 @@ void MpiGroup::allreduce(const void* send, void* recv, std::int64_t count, DType
 
 void MpiGroup::exchange(std::span<const SendMsg> sends, std::span<const RecvMsg> recvs, DType t) {
   MPI_Datatype dt = datatype_of(t);
-  std::vector<Posted> r, s;
+  // Reused: exchange() runs on every call of a point-to-point step.
+  std::vector<Posted>& r = posted_[0];
+  std::vector<Posted>& s = posted_[1];
+  r.clear();
+  s.clear();
   for (const RecvMsg& m : recvs) r.push_back({m.peer, m.data, to_int(m.count, "a message"), dt});
   // MPI-3 takes a const send buffer; Posted holds one pointer type for both directions.
   for (const SendMsg& m : sends) s.push_back({m.peer, const_cast<void*>(m.data), to_int(m.count, "a message"), dt});

@@ -63,7 +63,7 @@ class MpiGroup final : public Group {
   // Boxes as derived datatypes (mpi_boxes.cpp), moved by MPI_Isend/MPI_Irecv.
   bool moves_boxes() const override { return true; }
   std::unique_ptr<BoxTransfer> prepare_boxes(std::span<const BoxMsg> sends, std::span<const BoxMsg> recvs,
-                                             DType t, bool all_to_all) override;
+                                             DType t) override;
   // exchange() of posted messages: receives first, then sends, then a wait with the deadline.
   void post_and_wait(std::span<const Posted> recvs, std::span<const Posted> sends);
 
@@ -81,6 +81,7 @@ class MpiGroup final : public Group {
   double timeout_s_ = 0;
   std::int64_t calls_ = 0;  // blocking calls so far (the watchdog's roll call compares them)
   std::vector<int> counts_[2], displs_[2];  // reused between calls
+  std::vector<Posted> posted_[2];  // exchange(): receives, sends
   std::vector<MPI_Request> requests_;
 };
 
