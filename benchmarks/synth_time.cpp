@@ -1,4 +1,4 @@
-// How long synthesis takes (DESIGN.md 3, guarantee 4): median over repetitions, uncached, of
+// How long synthesis takes (docs/design.md 3, guarantee 4): median over repetitions, uncached, of
 // synthesize() without the exact per-device statistics (what a cache miss costs before the
 // plan runs), per public case; then random rank-4 pairs on a 6-axis mesh of 4,096 devices.
 // Usage: bench_synth [cases-file] [--reps N]

@@ -6,7 +6,7 @@
 //   mpirun -np 2 build/bin/checkpoint_reshard --load /tmp/ckpt --mesh tp=2 --type 'f32[1024, 256{tp}]'
 //   mpirun -np 4 build/bin/checkpoint_reshard --selftest /tmp/ckpt-test
 //
-// The saved array is the index fill (element i of the global array holds i, DESIGN.md 5); a load
+// The saved array is the index fill (element i of the global array holds i, docs/design.md 5); a load
 // checks every element it read against it.
 //
 // Layout of a checkpoint directory:
@@ -63,7 +63,7 @@
 
 #include "reshard/context.hpp"
 #include "reshard/error.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 
 namespace {
 

@@ -1,7 +1,7 @@
 #pragma once
-// The batched copy kernel's grid (kernels/box_batch.cu) replayed on the host: each block's run
+// The batched copy kernel's grid (cuda_kernels/box_batch.cu) replayed on the host: each block's run
 // of tiles, each tile's box, each lane's units, through the same box_batch.hpp functions. Used
-// by the CPU test of the tile arithmetic (test_kernels.cpp) and by the host stand-in launcher
+// by the CPU test of the tile arithmetic (test_host_kernels.cpp) and by the host stand-in launcher
 // (emulated/host_batch_launch.cpp).
 #include <cstdint>
 

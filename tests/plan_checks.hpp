@@ -1,5 +1,5 @@
 #pragma once
-// The four guarantees of DESIGN.md 3, checked on one plan (shared by the suite and property tests).
+// The four guarantees of docs/design.md 3, checked on one plan (shared by the suite and property tests).
 #include <algorithm>
 
 #include <catch2/catch.hpp>

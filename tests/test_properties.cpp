@@ -1,5 +1,5 @@
 // Property sweep: random (mesh, source, target) triples, each planned, simulated and held to
-// the four guarantees (DESIGN.md 3). Seeds are fixed so a failure reproduces; RESHARD_SEED
+// the four guarantees (docs/design.md 3). Seeds are fixed so a failure reproduces; RESHARD_SEED
 // and RESHARD_CASES override them.
 #include <cstdlib>
 

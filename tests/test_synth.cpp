@@ -1,4 +1,4 @@
-// The synthesizer on the public suite and on the worked examples of DESIGN.md 9.
+// The synthesizer on the public suite and on the worked examples of docs/design.md 9.
 #include <catch2/catch.hpp>
 
 #include "plan_checks.hpp"
@@ -33,7 +33,7 @@ TEST_CASE("public suite: every guarantee, and the bound where a case is tight") 
   }
 }
 
-TEST_CASE("worked examples of DESIGN.md 9") {
+TEST_CASE("worked examples of docs/design.md 9") {
   SECTION("add a major axis: slice the minor end, then permute") {
     Plan p = make("x=2,y=4", "f32[32{y},16]", "f32[32{x,y},16]");
     CHECK(ops(p) == std::vector<Op>{Op::slice, Op::permute});

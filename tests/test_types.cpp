@@ -1,4 +1,4 @@
-// Mesh and type parsing, printing and block queries (DESIGN.md 1-2).
+// Mesh and type parsing, printing and block queries (docs/design.md 1-2).
 #include <catch2/catch.hpp>
 
 #include "reshard/cases.hpp"

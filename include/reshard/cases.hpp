@@ -1,5 +1,5 @@
 #pragma once
-// Case files (DESIGN.md 6): one case a line, `name | mesh | from | to`, `#` starts a comment,
+// Case files (docs/design.md 6): one case a line, `name | mesh | from | to`, `#` starts a comment,
 // a trailing `# tight` marks a case whose collective plan reaches the lower bound.
 #include <string>
 #include <vector>

@@ -1,5 +1,5 @@
 #pragma once
-// The communicator backend interface (DESIGN.md 4): what the executor asks of MPI, NCCL or any
+// The communicator backend interface (docs/design.md 4): what the executor asks of MPI, NCCL or any
 // other transport. A backend gives, for one device of a mesh, a Group per axis set: the devices
 // that agree with it on every coordinate outside those axes, ranked by the mixed-radix number
 // of their coordinates on the axes (first axis major), exactly route.hpp's group_of() order.

@@ -11,7 +11,7 @@
 //   ctx.reshard(*plan, in.data(), in.size() * 4, out.data(), out.size() * 4);  // collective
 //
 // Devices are the first mesh.num_devices() ranks of the communicator (rank = device number,
-// DESIGN.md 1); the other ranks do not participate: their reshard() and collective calls
+// docs/design.md 1); the other ranks do not participate: their reshard() and collective calls
 // return at once. A mesh with more devices than ranks is a MismatchError on every rank.
 //
 // Collective over every rank of the communicator: the constructor. Collective over the
@@ -69,7 +69,7 @@ class Context {
   // host memory for MPI; fill_index() and count_index_mismatches() always take host memory.
   void reshard(const Plan& plan, const void* in, std::size_t in_bytes, void* out, std::size_t out_bytes);
 
-  // The index fill (DESIGN.md 5) of this rank's shard of `type`. Local.
+  // The index fill (docs/design.md 5) of this rank's shard of `type`. Local.
   void fill_index(const Type& type, void* local) const;
   // Elements of `type`, over all participants, that differ from the index fill's logical
   // values; a pending reduction is first reduced over its group in group order (as the

@@ -1,12 +1,12 @@
 #pragma once
-// CUDA versions of the host kernels (reshard/kernels.hpp), same semantics, on device memory.
+// CUDA versions of the host kernels (reshard/host_kernels.hpp), same semantics, on device memory.
 //
 // This header needs no CUDA headers: streams are passed as `void*` (a cudaStream_t; nullptr
 // is the legacy default stream). All calls are stream-ordered and asynchronous except
 // device_check_index, which waits for its count. Each call is at most one kernel launch;
 // zero-sized work launches nothing. CUDA failures throw reshard::Error naming the call.
 //
-// The implementations live in kernels/ (target reshard_cuda_kernels, which defines
+// The implementations live in cuda_kernels/ (target reshard_cuda_kernels, which defines
 // RESHARD_HAVE_CUDA=1 for its users). Code built without CUDA still compiles against this
 // header: cuda_device_available() then says why not, and the other calls throw.
 #include <cstddef>

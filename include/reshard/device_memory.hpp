@@ -3,7 +3,7 @@
 // the command-line tool, tests): a thin, checked layer over the CUDA runtime. Streams and
 // events are passed as `void*` (a cudaStream_t; nullptr is the legacy default stream).
 //
-// The implementation lives in kernels/ (target reshard_cuda_kernels, which defines
+// The implementation lives in cuda_kernels/ (target reshard_cuda_kernels, which defines
 // RESHARD_HAVE_CUDA=1 for its users). Built without CUDA, the same API compiles: nothing is
 // device memory, and every call that would need a device throws reshard::Error saying so.
 // Failures throw reshard::Error naming the call and the CUDA error. Thread safety: as the CUDA

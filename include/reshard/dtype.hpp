@@ -1,5 +1,5 @@
 #pragma once
-// Element types of distributed arrays (DESIGN.md 2).
+// Element types of distributed arrays (docs/design.md 2).
 #include <cstddef>
 #include <optional>
 #include <string_view>

@@ -1,5 +1,5 @@
 #pragma once
-// A named device mesh (DESIGN.md 1): `x=2,y=4`. Devices are numbered row-major over the axes
+// A named device mesh (docs/design.md 1): `x=2,y=4`. Devices are numbered row-major over the axes
 // as written (first axis most significant).
 #include <cstdint>
 #include <ostream>

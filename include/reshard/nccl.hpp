@@ -1,5 +1,5 @@
 #pragma once
-// The NCCL backend (DESIGN.md 4): comm.hpp's Communicator and Group over NCCL communicators,
+// The NCCL backend (docs/design.md 4): comm.hpp's Communicator and Group over NCCL communicators,
 // on device memory, stream-ordered. Link reshard::nccl (built when CUDA, NCCL and MPI are
 // found; it defines RESHARD_HAVE_NCCL=1 for its users).
 //

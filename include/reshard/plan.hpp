@@ -1,5 +1,5 @@
 #pragma once
-// Plans (DESIGN.md 3): a sequence of typed steps. Step i turns type T(i) into T(i+1);
+// Plans (docs/design.md 3): a sequence of typed steps. Step i turns type T(i) into T(i+1);
 // T(0) is the source, T(last) the target. Plans are values: inspectable, printable, and
 // independent of any communicator.
 #include <cstdint>

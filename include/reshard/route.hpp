@@ -5,7 +5,7 @@
 // Non-reducing steps: the group of device d is the devices that agree with d outside
 // step.axes. d needs its out-block; each distinct in-block of the group that meets it is
 // taken from d itself when d holds it, otherwise from one holder chosen so that receivers
-// that need the same data spread over the holders (the permute of DESIGN.md 9).
+// that need the same data spread over the holders (the permute of docs/design.md 9).
 // Reducing steps: every group member sends its in-block cut to d's out-block, d's own share
 // included, and d reduces them in group order.
 #include <cstdint>

@@ -19,7 +19,7 @@ struct SimResult {
   std::vector<std::int64_t> bytes_recv;        // per device, from other devices, all steps
 };
 
-// Fills the source with the index fill (DESIGN.md 5), executes every step, and verifies.
+// Fills the source with the index fill (docs/design.md 5), executes every step, and verifies.
 SimResult simulate(const Plan& plan);
 
 }  // namespace reshard

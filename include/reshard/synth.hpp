@@ -1,5 +1,5 @@
 #pragma once
-// The synthesizer: from (mesh, source, target) a memory-bounded plan (DESIGN.md 3).
+// The synthesizer: from (mesh, source, target) a memory-bounded plan (docs/design.md 3).
 //
 // Guarantees of synthesize(mesh, src, dst) for valid, compatible types:
 //  1. correct: executing the plan leaves every device with its target shard;

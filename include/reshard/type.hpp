@@ -1,5 +1,5 @@
 #pragma once
-// Distributed array types (DESIGN.md 2): `f32[1024{x}, 4096{y,z}] sum{w}`.
+// Distributed array types (docs/design.md 2): `f32[1024{x}, 4096{y,z}] sum{w}`.
 //
 // Invariants of a valid Type on a Mesh (checked by validate()/parse()):
 //  - every axis named is an axis of the mesh, and appears at most once across all dims and

@@ -1,13 +1,15 @@
-// `reshard`: plan, run and benchmark resharding from the command line (DESIGN.md 5).
+// `reshard`: plan, run and benchmark resharding from the command line (docs/design.md 5).
 #include <cstdio>
 
 #include <fmt/format.h>
 
 #include "commands.hpp"
 #include "reshard/error.hpp"
+#include "reshard/version.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"reshard: type-directed resharding of distributed arrays"};
+  app.set_version_flag("--version", fmt::format("reshard {}", reshard::version), "Print the version and exit");
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, reshard::cli::Runner>> cmds;
   auto add = [&](reshard::cli::Runner r) { cmds.emplace_back(app.get_subcommands({}).back(), std::move(r)); };

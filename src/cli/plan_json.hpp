@@ -1,5 +1,5 @@
 #pragma once
-// JSON form of a plan (DESIGN.md 5, the `plan --json` contract).
+// JSON form of a plan (docs/design.md 5, the `plan --json` contract).
 #include <nlohmann/json.hpp>
 
 #include "reshard/plan.hpp"

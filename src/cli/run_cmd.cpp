@@ -1,4 +1,4 @@
-// `reshard run` (DESIGN.md 5): execute a plan across the MPI ranks, optionally filling,
+// `reshard run` (docs/design.md 5): execute a plan across the MPI ranks, optionally filling,
 // checking, dumping and timing it. Output comes from rank 0 only, except error messages.
 //
 // Errors never leave ranks waiting: a rank whose arguments do not parse prints why and calls
@@ -15,13 +15,13 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "mpi_session.hpp"
-#include "mpi_timing.hpp"
+#include "../bench/mpi_session.hpp"
+#include "../bench/mpi_timing.hpp"
 #include "plan_json.hpp"
 #include "reshard/context.hpp"
 #include "reshard/error.hpp"
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
-#include "device_timing.hpp"
+#include "../bench/device_timing.hpp"
 #include "reshard/device_kernels.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/nccl.hpp"
@@ -30,6 +30,8 @@
 namespace reshard::cli {
 
 namespace {
+
+using namespace reshard::bench;  // the MPI session and timing shared with `reshard bench`
 
 struct RunArgs {
   std::string mesh, from, to, backend = "mpi", fill = "zero", dump, topology, strategy = "reshard";
@@ -248,7 +250,7 @@ Runner add_run_command(CLI::App& app) {
   sub->add_option("--from", a->from, "Source type, e.g. f32[1024{x},64]")->required();
   sub->add_option("--to", a->to, "Target type")->required();
   sub->add_option("--backend", a->backend, "mpi (host buffers) or nccl")->check(CLI::IsMember({"mpi", "nccl"}));
-  sub->add_option("--fill", a->fill, "Source contents: index (DESIGN.md 5) or zero")->check(CLI::IsMember({"index", "zero"}));
+  sub->add_option("--fill", a->fill, "Source contents: index (docs/design.md 5) or zero")->check(CLI::IsMember({"index", "zero"}));
   sub->add_flag("--check", a->check, "Verify every rank's target shard (implies --fill index)");
   sub->add_option("--dump", a->dump, "Write each rank's target shard to DIR/rank<r>.bin");
   sub->add_option("--iters", a->iters, "Time N executions after the first")->check(CLI::NonNegativeNumber);

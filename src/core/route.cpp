@@ -48,7 +48,7 @@ std::int64_t group_pos(const std::vector<int>& c, const std::vector<int>& A, con
 // A_used: group axes that index in-blocks; X: group axes free in the source but used by the
 // target (replicas to spread over); Y: group axes used by the source but free in the target
 // (receivers that need the same data). Receivers that differ on Y take from holders that
-// differ on X, so one holder does not serve them all (DESIGN.md 9, substitute an axis).
+// differ on X, so one holder does not serve them all (docs/design.md 9, substitute an axis).
 struct HolderRule {
   std::vector<int> A, A_used, X, Y;
 

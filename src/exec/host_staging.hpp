@@ -1,5 +1,5 @@
 #pragma once
-// Device buffers over a host-memory backend (DESIGN.md 4: Debian's Open MPI is not CUDA-aware).
+// Device buffers over a host-memory backend (docs/design.md 4: Debian's Open MPI is not CUDA-aware).
 // make_host_staging() wraps a Communicator whose operations take host memory: every Group
 // operation given device pointers copies what it sends into pinned host memory, waits for the
 // stream, runs the host operation there, and copies what it received back into device memory

@@ -4,7 +4,7 @@
 
 #include "reshard/device_kernels.hpp"
 #include "reshard/error.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 #include "step_exec.hpp"
 
 namespace reshard::exec {

@@ -1,4 +1,4 @@
-// The synthesizer. Shape of every collective plan (DESIGN.md 3, "shrink, then move, then grow"):
+// The synthesizer. Shape of every collective plan (docs/design.md 3, "shrink, then move, then grow"):
 //   1. reduce-scatter pending axes the target splits a dim over (shrinks), all-reduce where a
 //      reduce-scatter cannot be exact;
 //   2. slice onto their target dims the axes the target uses and the source does not (local);

@@ -1,5 +1,5 @@
-// A host stand-in for the batched copy kernel's launcher (kernels/box_batch.cu): replays the
-// kernel's grid (tests/batch_replay.hpp) on the table kernels/copy_batch.cpp uploaded, so the
+// A host stand-in for the batched copy kernel's launcher (cuda_kernels/box_batch.cu): replays the
+// kernel's grid (tests/batch_replay.hpp) on the table cuda_kernels/copy_batch.cpp uploaded, so the
 // executor's device path runs its real batches in CI. Checks what the GPU would fault on: a unit address
 // that is not a multiple of its width, and a table whose tile count disagrees.
 #include <cstdio>

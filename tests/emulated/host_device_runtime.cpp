@@ -14,7 +14,7 @@
 
 #include "reshard/device_kernels.hpp"
 #include "reshard/device_memory.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 
 namespace reshard {
 namespace {

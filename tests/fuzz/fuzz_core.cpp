@@ -162,7 +162,7 @@ void check_plan_symbolic(const reshard::Plan& plan, bool bounded, std::string_vi
   }
 }
 
-// Whether the index fill's pending sums (DESIGN.md 5) are exact in the plan's dtype. With a sum
+// Whether the index fill's pending sums (docs/design.md 5) are exact in the plan's dtype. With a sum
 // pending over g devices the fill holds i - (2 + ... + g) on one device and 2..g on the others;
 // every partial sum then lies in [-S, max(i, S)] with S = g(g+1)/2. f16 and bf16 hold integers
 // exactly only up to 2^11 and 2^8: beyond that the reduced value differs from the fill's by

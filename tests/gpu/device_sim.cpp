@@ -8,7 +8,7 @@
 
 #include "reshard/device_kernels.hpp"
 #include "reshard/device_memory.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 #include "reshard/route.hpp"
 
 namespace reshard::test {

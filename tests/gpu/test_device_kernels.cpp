@@ -1,5 +1,5 @@
 // Every CUDA kernel against its host twin on random shapes, every dtype and op: the host
-// kernels are the oracle (they are tested against naive references in test_kernels.cpp), and
+// kernels are the oracle (they are tested against naive references in test_host_kernels.cpp), and
 // host and device are meant to agree bit for bit.
 //
 // Without a usable CUDA device this program prints why and exits with 77, which CTest turns
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "reshard/device_kernels.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 #include "reshard/mesh.hpp"
 #include "reshard/type.hpp"
 

@@ -21,7 +21,7 @@
 #include "reshard/device_kernels.hpp"
 #include "reshard/device_memory.hpp"
 #include "reshard/executor.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 #include "reshard/nccl.hpp"
 #include "reshard/synth.hpp"
 

@@ -24,7 +24,7 @@ void print_log(const std::string& path, int rank) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // As `reshard` does (src/cli/mpi_session.hpp): the watchdog thread may then call MPI.
+  // As `reshard` does (src/bench/mpi_session.hpp): the watchdog thread may then call MPI.
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int rank = 0;

@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "mpi_test.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 
 using namespace reshard;
 

@@ -2,8 +2,8 @@
 // Batched box copies: the boxes of one side of a step (every peer's pack, or every peer's
 // unpack, plus the box a device keeps) moved by a single kernel launch. C++17, header-only,
 // free of other reshard headers like box_walk.hpp; the tile arithmetic is RESHARD_HD so that
-// the CUDA kernel (kernels/box_batch.cu) and the host test that emulates its grid
-// (tests/test_kernels.cpp) run the same code.
+// the CUDA kernel (cuda_kernels/box_batch.cu) and the host test that emulates its grid
+// (tests/test_host_kernels.cpp) run the same code.
 //
 // Each box is a BoxWalk over units of its own width, the widest of 16/8/4/2/1 bytes that its
 // start addresses, row length and strides allow, so one misaligned box does not narrow the

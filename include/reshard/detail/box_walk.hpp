@@ -1,6 +1,6 @@
 #pragma once
 // Box walks: the index arithmetic shared by the host kernels (src/kernels) and the CUDA
-// kernels (kernels/). C++17, header-only and free of other reshard headers so that nvcc
+// kernels (cuda_kernels/). C++17, header-only and free of other reshard headers so that nvcc
 // translation units can include it; functions marked RESHARD_HD run on host and device.
 //
 // A box copy between two dense row-major arrays is reduced to a BoxWalk: a few nested loops,

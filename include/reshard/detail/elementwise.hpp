@@ -50,7 +50,7 @@ RESHARD_HD inline T combine(T a, T b) {
 }
 
 // The index fill's value of global element i on the device at group-linear coordinate j of a
-// reduce clause over g devices (DESIGN.md 5). Computed in int64 and converted once, so it is
+// reduce clause over g devices (docs/design.md 5). Computed in int64 and converted once, so it is
 // exact wherever a double can hold it.
 RESHARD_HD inline double fill_value(std::int64_t i, OpCode op, int j, int g) {
   if (g <= 1 || op == OpCode::none) return static_cast<double>(i);

@@ -6,7 +6,7 @@
 
 #include "mpi_comm.hpp"
 #include "reshard/error.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 
 namespace reshard {
 

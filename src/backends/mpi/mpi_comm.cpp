@@ -6,7 +6,7 @@
 #include <climits>
 
 #include "reshard/error.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 #include "reshard/route.hpp"
 
 namespace reshard::mpi {

@@ -7,7 +7,7 @@
 
 #include "bench.hpp"
 
-namespace reshard::cli::bench {
+namespace reshard::bench {
 
 const Row* CaseResult::row(const std::string& strategy) const {
   for (const Row& r : rows)
@@ -310,4 +310,4 @@ std::string table_summary(const Report& rep, const Summary& sum) {
   return out;
 }
 
-}  // namespace reshard::cli::bench
+}  // namespace reshard::bench

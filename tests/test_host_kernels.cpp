@@ -18,7 +18,7 @@
 #include "reshard/detail/box_walk.hpp"
 #include "reshard/detail/elementwise.hpp"
 #include "reshard/error.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 #include "reshard/mesh.hpp"
 #include "reshard/type.hpp"
 
@@ -360,7 +360,7 @@ TEST_CASE("walk_unit_fits picks 16-byte units for aligned column blocks", "[kern
 
 // ---- batched copies (the CUDA kernel's tile grid, emulated) --------------------------------
 
-// Runs a batch table the way kernels/box_batch.cu does: every tile, every lane, every unit of
+// Runs a batch table the way cuda_kernels/box_batch.cu does: every tile, every lane, every unit of
 // the lane, through the same RESHARD_HD functions; counts the writes to each destination byte.
 template <typename I>
 void emulate_batch(const detail::BatchTable& t, const unsigned char* const* src,

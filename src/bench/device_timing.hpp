@@ -13,7 +13,7 @@
 #include "reshard/device_memory.hpp"
 #include "reshard/error.hpp"
 
-namespace reshard::cli {
+namespace reshard::bench {
 
 template <class F>
 std::vector<double> time_device_iterations(MPI_Comm comm, Communicator& c, void* stream, int iters, F&& body) {
@@ -33,4 +33,4 @@ std::vector<double> time_device_iterations(MPI_Comm comm, Communicator& c, void*
   return times;
 }
 
-}  // namespace reshard::cli
+}  // namespace reshard::bench

@@ -1,6 +1,6 @@
 #pragma once
 // Host kernels: the local work of every step (pack, unpack, slice, reduce) and the index fill
-// and check of `reshard run --fill index --check`. The CUDA versions live in kernels/.
+// and check of `reshard run --fill index --check`. The CUDA versions live in cuda_kernels/.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -37,13 +37,13 @@ std::uint16_t float_to_bf16(float f);
 float bf16_to_float(std::uint16_t h);
 
 // The value the index fill gives global element i, for a device at group-linear coordinate j
-// of a reduce clause over g devices (g = 1, j = 0 when there is none). DESIGN.md 5.
+// of a reduce clause over g devices (g = 1, j = 0 when there is none). docs/design.md 5.
 double index_fill_value(std::int64_t i, ReduceOp op, int j, int g);
 // Writes `v` into element `k` of `data` as dtype t (C++ cast semantics; integers wrap).
 void store_as(void* data, std::int64_t k, DType t, double v);
 double load_as(const void* data, std::int64_t k, DType t);
 
-// Fills `device`'s local array of `type` per the index fill (DESIGN.md 5).
+// Fills `device`'s local array of `type` per the index fill (docs/design.md 5).
 void fill_index(void* local, const Type& type, const Mesh& mesh, int device);
 // Counts elements of a *reduced* local array (the logical value of `device`'s block of
 // `type`, reduce clause ignored) that differ from the index fill's logical values. f16 and

@@ -1,7 +1,6 @@
 #pragma once
 // MPI for the life of a subcommand, the error path that brings every rank down, and small
-// agreed reductions. For the commands that run under mpirun (`bench`; `run` has its own copy
-// of the same three pieces and can switch to this header).
+// agreed reductions. For the commands that run under mpirun (`bench` and `run`).
 #include <sched.h>
 
 #include <cstdint>
@@ -15,7 +14,7 @@
 #include "../backends/mpi/watchdog.hpp"
 #include "reshard/error.hpp"
 
-namespace reshard::cli {
+namespace reshard::bench {
 
 // Initialises MPI unless the caller already did (then leaves it alone at the end). World errors
 // return codes instead of aborting, so that they become exceptions with a message. Asks for
@@ -93,4 +92,4 @@ inline std::int64_t reduce_all(MPI_Comm comm, std::int64_t v, MPI_Op op) {
   return r;
 }
 
-}  // namespace reshard::cli
+}  // namespace reshard::bench

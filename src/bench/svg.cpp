@@ -12,7 +12,7 @@
 
 #include "bench.hpp"
 
-namespace reshard::cli::bench {
+namespace reshard::bench {
 
 namespace {
 
@@ -171,4 +171,4 @@ std::string to_svg(const Report& rep, const Summary& sum) {
   return out + "</svg>\n";
 }
 
-}  // namespace reshard::cli::bench
+}  // namespace reshard::bench

@@ -20,7 +20,7 @@
 #include "bench.hpp"
 #include "reshard/context.hpp"
 
-namespace reshard::cli::bench {
+namespace reshard::bench {
 
 struct RawCall {
   Step step;             // the reshard plan's one step
@@ -35,4 +35,4 @@ std::optional<RawCall> raw_call_for(const Plan& plan, std::string& why);
 // plan must outlive the contender.
 Contender raw_contender(Context& ctx, const Plan& plan, const RawCall& call, const Timing& timing);
 
-}  // namespace reshard::cli::bench
+}  // namespace reshard::bench

@@ -1,5 +1,5 @@
 #pragma once
-// `reshard bench` (DESIGN.md 5): the figures it measures and the reports it writes.
+// `reshard bench` (docs/design.md 5): the figures it measures and the reports it writes.
 //
 // Definitions (also in the JSON's "definitions" object and the README):
 //  - time: every iteration starts after a barrier; its time is the max across ranks
@@ -39,7 +39,7 @@
 #include "mpi_timing.hpp"
 #include "reshard/cases.hpp"
 
-namespace reshard::cli::bench {
+namespace reshard::bench {
 
 inline constexpr const char* kStrategies[] = {"reshard", "naive", "greedy_per_axis", "exchange", "raw"};
 // A baseline counts as faster than reshard on a case when reshard's time exceeds it by more.
@@ -179,4 +179,4 @@ std::string table_summary(const Report& rep, const Summary& sum);
 // received and peak memory per case and strategy.
 std::string to_svg(const Report& rep, const Summary& sum);
 
-}  // namespace reshard::cli::bench
+}  // namespace reshard::bench

@@ -12,7 +12,7 @@
 #include "reshard/detail/box_walk.hpp"
 #include "reshard/detail/elementwise.hpp"
 #include "reshard/device_memory.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 
 namespace reshard {
 namespace {

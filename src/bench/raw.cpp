@@ -1,5 +1,5 @@
 // The `raw` strategy of `reshard bench` (bench_raw.hpp).
-#include "bench_raw.hpp"
+#include "raw.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -15,10 +15,10 @@
 
 #include "../backends/mpi/mpi_comm.hpp"  // the executor's datatypes and reduction ops
 #include "mpi_session.hpp"
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 #include "reshard/route.hpp"
 
-namespace reshard::cli::bench {
+namespace reshard::bench {
 
 namespace {
 
@@ -267,4 +267,4 @@ Contender raw_contender(Context& ctx, const Plan& plan, const RawCall& call, con
   return c;
 }
 
-}  // namespace reshard::cli::bench
+}  // namespace reshard::bench

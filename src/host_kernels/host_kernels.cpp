@@ -1,7 +1,7 @@
-// Host kernels (include/reshard/kernels.hpp): strided box copies and reductions, half
+// Host kernels (include/reshard/host_kernels.hpp): strided box copies and reductions, half
 // conversions, and the index fill/check. The index arithmetic and the element semantics are
 // shared with the CUDA kernels through reshard/detail/, so host and device agree bit for bit.
-#include "reshard/kernels.hpp"
+#include "reshard/host_kernels.hpp"
 
 #include <bit>
 #include <cstring>

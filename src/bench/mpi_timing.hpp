@@ -9,7 +9,7 @@
 #include "mpi_session.hpp"
 #include "reshard/error.hpp"
 
-namespace reshard::cli {
+namespace reshard::bench {
 
 struct TimeStats {
   double median_s = 0, min_s = 0, max_s = 0;
@@ -44,4 +44,4 @@ std::vector<double> time_iterations(MPI_Comm comm, int iters, F&& body) {
   return times;
 }
 
-}  // namespace reshard::cli
+}  // namespace reshard::bench
