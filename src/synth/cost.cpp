@@ -95,7 +95,26 @@ std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step) {
   for (const auto& a : step.axes) g *= mesh.axis_size(a);
   switch (step.op) {
     case Op::all_gather: return std::max<std::int64_t>(0, out - in);
-    case Op::all_to_all: return static_cast<std::int64_t>(out * (1 - 1 / g));
+    case Op::all_to_all: {
+      // With even blocks a device keeps 1/g of its out-block (g: the axes that change dim)
+      // when every dim only loses or only gains minor axes. A dim that does both (axes
+      // swapped between dims) has devices whose in- and out-blocks along it are disjoint:
+      // they receive their whole out-block.
+      double moved = 1;
+      auto nontrivial = [&](std::vector<std::string> v) {  // size-1 axes split nothing
+        std::erase_if(v, [&](const std::string& x) { return mesh.axis_size(x) == 1; });
+        return v;
+      };
+      for (int d = 0; d < step.in.rank(); ++d) {
+        const auto a = nontrivial(step.in.dims[d].axes);
+        const auto b = nontrivial(step.out.dims[d].axes);
+        std::size_t p = 0;
+        while (p < a.size() && p < b.size() && a[p] == b[p]) ++p;
+        if (p < a.size() && p < b.size()) return out;
+        for (std::size_t k = p; k < a.size(); ++k) moved *= mesh.axis_size(a[k]);
+      }
+      return static_cast<std::int64_t>(out * (1 - 1 / (moved > 1 ? moved : g)));
+    }
     case Op::permute: return out;
     case Op::reduce_scatter: return static_cast<std::int64_t>(in * (1 - 1 / g));
     case Op::all_reduce: return static_cast<std::int64_t>(2 * in * (1 - 1 / g));

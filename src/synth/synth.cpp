@@ -7,8 +7,11 @@
 //   4. all-reduce the pending axes the target replicates (data is smallest here), then one
 //      all-gather of every axis the target does not use;
 //   5. turn replicated axes into the target's pending axes (local).
-// Variants of this (gather early when memory allows; one exchange after the shrink) and a pure
-// exchange plan are priced by the cost model and the cheapest that keeps the memory bound wins.
+// Variants of this (gather early when memory allows; one exchange after the shrink), the
+// greedy_per_axis baseline and a pure exchange plan are priced by the cost model; the cheapest
+// collective one bounds a best-first search over typed steps (search.hpp), which may find a
+// cheaper plan (several axes of several dims in one all-to-all, axes swapped between dims);
+// the cheapest plan that keeps the memory bound wins, so it is never worse than any of them.
 // Every step is checked with step_is_valid(); a variant whose step would not be exact (uneven
 // blocks that do not nest) finishes with an exchange instead.
 #include "reshard/synth.hpp"
@@ -18,6 +21,7 @@
 
 #include "reshard/error.hpp"
 #include "builder.hpp"
+#include "search.hpp"
 #include "reshard/route.hpp"
 
 namespace reshard {
@@ -333,6 +337,23 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
         bool has_exchange = std::any_of(steps.begin(), steps.end(), [](const Step& x) { return x.op == Op::exchange; });
         if (!has_exchange && c < collective_cost) collective_cost = c, best_collective = steps;
         if (c < best_cost) best_cost = c, best = std::move(steps);
+      }
+      // greedy_per_axis is an incumbent too, where it keeps the memory bound.
+      {
+        std::vector<Step> g = greedy_per_axis_steps(mesh, s, t);
+        bool has_exchange = std::any_of(g.begin(), g.end(), [](const Step& x) { return x.op == Op::exchange; });
+        if (plan_peak(mesh, s, g) <= bound) {
+          double c = price(g);
+          if (!has_exchange && c < collective_cost) collective_cost = c, best_collective = g;
+          if (c < best_cost) best_cost = c, best = std::move(g);
+        }
+      }
+      // The search over typed steps, bounded by the cheapest collective plan so far (the
+      // exchange plan is weighed after it, so that the collective plan is the best one known).
+      if (auto found = synth::search_plan(mesh, s, t, bound, opts, collective_cost, synth::default_limits(mesh, s))) {
+        double c = price(*found);
+        if (c < collective_cost) collective_cost = c, best_collective = *found;
+        if (c < best_cost) best_cost = c, best = std::move(*found);
       }
       double ex_cost = price(ex);
       if (ex_cost < best_cost) best_cost = ex_cost, best = std::move(ex);

@@ -61,3 +61,33 @@ TEST_CASE("an intermediate larger than a device's own uneven output never lands 
       for (int d = 0; d < mesh.num_devices(); ++d)
         CHECK(plan->steps[k].out.local_bytes(mesh, d) <= plan->dst.local_bytes(mesh, d));
 }
+
+// Step shapes the search emits beyond the constructive plan: permutes that swap equal-size
+// axes between dims (uneven blocks: local shapes differ between sender and receiver),
+// all-to-alls that take axes of several dims at once over their product group, and chains of
+// all-to-alls through an emptied dim. Each runs on every rank count whose mesh fits.
+TEST_CASE("search step shapes run across ranks", "[cases]") {
+  struct C { const char *mesh, *from, *to; };
+  const C cases[] = {
+      {"x=2", "f32[7{x},5]", "f32[7,5{x}]"},
+      {"x=3", "i32[9{x},4,5]", "i32[9,4,5{x}]"},
+      {"x=2,y=2", "f32[8{x},6{y}]", "f32[8{y},6{x}]"},
+      {"x=2,y=2", "f32[7{x},5{y}]", "f32[7{y},5{x}]"},
+      {"x=2,y=2", "i64[4{x},6{y},3]", "i64[4,6,3{x,y}]"},
+      {"a=3,b=2", "f32[12{a},12{b},12]", "f32[12,12,12{a,b}]"},
+      {"a=3,b=2", "f64[6{a},7{b}]", "f64[6{b},7{a}] "},
+      {"p=2,q=2,r=2", "bf16[64{p,q},32{r},16]", "bf16[64{p},32{q},16{r}]"},
+      {"p=2,q=2,r=2", "f32[8{p},8{q},8{r}]", "f32[8{q},8{r},8{p}]"},
+  };
+  const int np = test::world_size();
+  for (const C& c : cases) {
+    Mesh mesh = Mesh::parse(c.mesh);
+    if (mesh.num_devices() > np) continue;
+    Context ctx(mesh);
+    Plan plan = synthesize(mesh, Type::parse(c.from, mesh), Type::parse(c.to, mesh));
+    INFO(c.mesh << " | " << c.from << " -> " << c.to << " on " << np << " ranks\n" << fmt::format("{}", plan));
+    test::Checked r = test::run_checked(ctx, plan);
+    CHECK(r.mismatches == 0);
+    CHECK(r.input_intact);
+  }
+}
