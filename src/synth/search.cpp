@@ -110,7 +110,9 @@ class Search {
     ub_ = ub;
     nodes_.push_back({s_, -1, {}, 0.0, 0});
     seen_[key(s_)] = 0.0;
-    using Entry = std::pair<double, int>;  // (f, node); ties broken by node index (order found)
+    // (f, node): lowest f first, ties in the order found (deterministic). Preferring deeper
+    // nodes on ties was tried: it expands more invalid steps on large meshes.
+    using Entry = std::pair<double, int>;
     auto cmp = [](const Entry& a, const Entry& b) { return a.first != b.first ? a.first > b.first : a.second > b.second; };
     std::priority_queue<Entry, std::vector<Entry>, decltype(cmp)> open(cmp);
     open.push({h(s_), 0});
@@ -126,6 +128,7 @@ class Search {
       // most candidates are never expanded, and the check routes every block of the dims.
       if (lazy && node.parent >= 0 && !step_is_valid(m_, node.step)) {
         seen_.erase(key(node.type));
+        ++expansions;  // the check is the dear part: it counts against the budget
         continue;
       }
       if (node.depth >= lim_.max_depth) continue;
@@ -262,7 +265,8 @@ class Search {
       std::size_t p = 0;
       while (p < a.size() && p < b.size() && a[p] == b[p]) ++p;
       mixed = mixed || (p < a.size() && p < b.size());
-      for (std::size_t k = p; k < a.size(); ++k) moved.push_back(a[k]);
+      for (std::size_t k = p; k < a.size(); ++k)
+        if (!contains(moved, a[k])) moved.push_back(a[k]);
       for (std::size_t k = p; k < b.size(); ++k)
         if (!contains(moved, b[k])) moved.push_back(b[k]);
     }
@@ -292,16 +296,23 @@ class Search {
     }
     const bool ex = lim_.exhaustive_moves;
 
-    // make_partial: the last step when the dims already match the target.
-    if (reducible.empty() && same_dims(c, t_) && !(c == t_)) {
-      bool ok = true;
-      for (const auto& a : c.reduce_axes) ok = ok && pending_in_target(a);
-      if (ok) {
-        Axes add;
-        for (const auto& a : t_.reduce_axes)
-          if (!c.is_partial_over(a)) add.push_back(a);
-        mv.push_back({Op::local, t_, add, {}, LocalKind::make_partial});
-      }
+    // make_partial: target's pending axes that c replicates become pending (local), the
+    // sooner the cheaper (a copy of the current block). Not while c has pending axes that
+    // the target does not keep: those are reduced first.
+    if (reducible.empty()) {
+      Axes add;
+      for (const auto& a : t_.reduce_axes)
+        if (!c.is_partial_over(a) && contains(free_axes, a)) add.push_back(a);
+      auto partial_with = [&](const Axes& S) {
+        Type out = c;
+        out.op = t_.op;
+        out.reduce_axes.clear();
+        for (const auto& a : t_.reduce_axes)  // the target's order
+          if (c.is_partial_over(a) || contains(S, a)) out.reduce_axes.push_back(a);
+        mv.push_back({Op::local, std::move(out), S, {}, LocalKind::make_partial});
+      };
+      if (ex) for_each_subset(add, partial_with);
+      else if (!add.empty()) partial_with(add);
     }
 
     // Reductions first: data cannot move across pending axes, so they come early.
@@ -547,7 +558,7 @@ SearchLimits default_limits(const Mesh& mesh, const Type& src) {
   l.exhaustive_moves = axes <= 3 && src.rank() <= 4;
   l.max_depth = std::max(6, axes + 3);
   // Each expansion routes O(moves) candidate steps; fewer on very large meshes.
-  l.max_expansions = mesh.num_devices() > 4096 ? 12 : mesh.num_devices() > 256 ? 24 : 400;
+  l.max_expansions = mesh.num_devices() > 4096 ? 8 : mesh.num_devices() > 256 ? 12 : 2000;
   return l;
 }
 
