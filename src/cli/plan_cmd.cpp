@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "plan_json.hpp"
+#include "plan_picture.hpp"
 #include "reshard/error.hpp"
 #include "reshard/simulate.hpp"
 #include "reshard/synth.hpp"
@@ -13,9 +14,30 @@
 namespace reshard::cli {
 
 namespace {
+
+// --svg FILE and --show (src/plan_picture).
+void write_pictures(const Plan& plan, const std::string& svg, bool show) {
+  if (svg.empty() && !show) return;
+  constexpr int kMaxShow = 64, kMaxSvg = 1024;
+  const int n = plan.mesh.num_devices();
+  if (show && n > kMaxShow)
+    throw Error(fmt::format("--show draws meshes of up to {} devices; {} has {} (use --svg)", kMaxShow, plan.mesh, n));
+  if (!svg.empty() && n > kMaxSvg)
+    throw Error(fmt::format("--svg draws meshes of up to {} devices; {} has {}", kMaxSvg, plan.mesh, n));
+  const picture::View view = picture::view_of(plan);
+  if (show) fmt::print("\n{}", picture::to_text(view));
+  if (!svg.empty()) {
+    std::FILE* f = std::fopen(svg.c_str(), "w");
+    if (!f) throw Error(fmt::format("--svg: cannot write {}", svg));
+    const std::string text = picture::to_svg(view);
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    if (std::fclose(f) != 0 || !ok) throw Error(fmt::format("--svg: cannot write {}", svg));
+  }
+}
+
 struct PlanArgs {
-  std::string mesh, from, to, topology, strategy = "reshard";
-  bool json = false, verify = false;
+  std::string mesh, from, to, topology, strategy = "reshard", svg;
+  bool json = false, verify = false, show = false;
 };
 }  // namespace
 
@@ -29,6 +51,8 @@ Runner add_plan_command(CLI::App& app) {
   sub->add_option("--strategy", args->strategy, "reshard, naive, greedy_per_axis or exchange");
   sub->add_flag("--json", args->json, "Print one JSON object");
   sub->add_flag("--verify", args->verify, "Execute the plan on a simulated mesh with real data");
+  sub->add_option("--svg", args->svg, "Draw the blocks each device holds after every step into this SVG file");
+  sub->add_flag("--show", args->show, "Print the blocks each device holds after every step (meshes up to 64 devices)");
   return [args] {
     Mesh mesh = Mesh::parse(args->mesh);
     Type src = Type::parse(args->from, mesh), dst = Type::parse(args->to, mesh);
@@ -58,6 +82,7 @@ Runner add_plan_command(CLI::App& app) {
       if (args->verify)
         fmt::print("  verified on the simulator: {}\n", sim.ok ? "yes" : "NO: " + sim.error);
     }
+    write_pictures(plan, args->svg, args->show);
     if (args->verify && !sim.ok) {
       fmt::print(stderr, "reshard plan: verification failed: {}\n", sim.error);
       return 1;
