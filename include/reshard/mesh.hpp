@@ -19,8 +19,13 @@ struct Axis {
 
 class Mesh {
  public:
+  // Axis sets are 64-bit masks over axis indices (routing, validity checks): a mesh has at
+  // most this many axes, checked by the constructor and by parse() (with the position).
+  static constexpr int kMaxAxes = 64;
+
   Mesh() = default;
-  // Pre: names unique identifiers, sizes >= 1 (throws reshard::Error otherwise).
+  // Pre: names unique identifiers, sizes >= 1, at most kMaxAxes axes (throws reshard::Error
+  // otherwise).
   explicit Mesh(std::vector<Axis> axes);
   // Parses `x=2,y=4`; throws ParseError naming the problem and position.
   static Mesh parse(std::string_view text);

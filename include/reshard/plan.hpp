@@ -66,7 +66,9 @@ struct Plan {
 };
 
 // Computes `plan.stats` exactly by routing every step on every device. O(steps * devices *
-// group size); call once per plan (plans are cached).
+// group size); call once per plan (plans are cached). Throws Error on meshes of more than
+// kMaxExactStatsDevices devices.
+constexpr int kMaxExactStatsDevices = 1 << 22;
 void analyze(Plan& plan);
 
 // Where the executor keeps each step's output: the caller's output buffer (slot 0) or one of

@@ -32,15 +32,21 @@ class Topology {
  public:
   Topology() = default;  // flat: every axis has the default Link
   // `tp=nvlink,dp=ib` or numbers: `tp=300,dp=25:10us` (GB/s, optional `:latency` in s, ms,
-  // us or ns). Presets: nvlink, ib, pcie, eth, shm. Axes not named get `default_link`.
+  // us or ns; decimal numbers only). Presets: nvlink, ib, pcie, eth, shm. Axes not named get
+  // `default_link` (settable as `default=...`). Throws ParseError with the position on bad
+  // text, an axis given twice, or figures out of range (bandwidth 1e-9..1e12 GB/s, latency
+  // up to 3600 s). With a mesh, every axis named must be one of its axes.
   static Topology parse(std::string_view text);
+  static Topology parse(std::string_view text, const Mesh& mesh);
   Link link(std::string_view axis) const;
+  std::vector<std::string> axes() const;  // the axes given a link of their own
   void set(std::string axis, Link l) { links_[std::move(axis)] = l; }
   Link default_link;
   std::string to_string() const;
   bool operator==(const Topology&) const = default;
 
  private:
+  static Topology parse_impl(std::string_view text, const Mesh* mesh);
   std::map<std::string, Link, std::less<>> links_;
 };
 

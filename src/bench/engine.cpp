@@ -102,6 +102,10 @@ Prepared prepare(const Options& a, int rank) {
     p.cases.push_back(c);
   }
   if (p.cases.empty()) throw Error(fmt::format("{} has no cases to run", a.suite));
+  // One topology serves every case: an axis no case's mesh has is a typo, not a link.
+  for (const std::string& axis : p.opts.topology.axes())
+    if (std::none_of(p.cases.begin(), p.cases.end(), [&](const Case& c) { return Mesh::parse(c.mesh).axis_index(axis) >= 0; }))
+      throw Error(fmt::format("--topology: '{}' is not an axis of any mesh in {}", axis, a.suite));
   if (rank == 0)  // fail now rather than after the whole run
     for (const std::string& path : {a.json, a.csv, a.svg}) {
       if (path.empty()) continue;

@@ -58,7 +58,7 @@ Runner add_plan_command(CLI::App& app) {
     Type src = Type::parse(args->from, mesh), dst = Type::parse(args->to, mesh);
     SynthOptions opts;
     opts.strategy = strategy_from_name(args->strategy);
-    if (!args->topology.empty()) opts.topology = Topology::parse(args->topology);
+    if (!args->topology.empty()) opts.topology = Topology::parse(args->topology, mesh);
     Plan plan = synthesize(mesh, src, dst, opts);
     SynthOptions naive_opts = opts;
     naive_opts.strategy = Strategy::naive;

@@ -59,7 +59,7 @@ Inputs parse_or_abort(const RunArgs& a, int rank) {
     in.dst = Type::parse(a.to, in.mesh);
     check_compatible(in.mesh, in.src, in.dst);
     in.opts.strategy = strategy_from_name(a.strategy);
-    if (!a.topology.empty()) in.opts.topology = Topology::parse(a.topology);
+    if (!a.topology.empty()) in.opts.topology = Topology::parse(a.topology, in.mesh);
     return in;
   } catch (const std::exception& e) {
     abort_all("run", rank, e.what());

@@ -30,6 +30,8 @@ class Lexer {
     return pos_ >= text_.size();
   }
   std::size_t pos() const { return pos_; }
+  // Moves the cursor to `p` (for callers that scan a token themselves). Pre: pos() <= p <= size.
+  void skip_to(std::size_t p) { pos_ = p; }
   char peek() {
     skip_ws();
     return pos_ < text_.size() ? text_[pos_] : '\0';

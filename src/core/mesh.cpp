@@ -9,6 +9,8 @@ namespace reshard {
 
 Mesh::Mesh(std::vector<Axis> axes) : axes_(std::move(axes)) {
   if (axes_.empty()) throw Error("a mesh needs at least one axis");
+  if (axes_.size() > kMaxAxes)
+    throw Error(fmt::format("a mesh has at most {} axes; this one has {}", kMaxAxes, axes_.size()));
   std::int64_t devices = 1;
   for (std::size_t i = 0; i < axes_.size(); ++i) {
     const Axis& a = axes_[i];
@@ -32,6 +34,8 @@ Mesh Mesh::parse(std::string_view text) {
   std::int64_t devices = 1;
   do {
     std::size_t name_pos = (lx.skip_ws(), lx.pos());
+    if (axes.size() == Mesh::kMaxAxes)
+      lx.fail(fmt::format("a mesh has at most {} axes (axis sets are 64-bit masks)", Mesh::kMaxAxes), name_pos);
     std::string name(lx.ident("an axis name"));
     for (const Axis& a : axes)
       if (a.name == name) lx.fail(fmt::format("axis '{}' appears twice", name), name_pos);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "reshard/error.hpp"
 #include "reshard/route.hpp"
 
 namespace reshard {
@@ -52,6 +53,11 @@ void analyze(Plan& plan) {
   st.max_intermediate_bytes = std::max(st.src_local_bytes, st.dst_local_bytes);
   std::int64_t elem = static_cast<std::int64_t>(size_of(plan.src.dtype));
   int P = m.num_devices();
+  // Exact figures visit every device per step and hold a counter per device: refused beyond
+  // kMaxExactStatsDevices rather than running for minutes into gigabytes.
+  if (P > kMaxExactStatsDevices)
+    throw Error(fmt::format("exact plan statistics visit every device; mesh {} has {} devices, over the limit of {} "
+                            "(synthesize with SynthOptions::exact_stats = false)", m, P, kMaxExactStatsDevices));
   std::vector<std::int64_t> recv(P, 0);
   std::int64_t staging = 0;
   // Devices whose routes are built to size the staging buffers: all of them on meshes of up

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "../core/indexed.hpp"
+#include "../core/lexer.hpp"
 #include "reshard/error.hpp"
 #include "reshard/synth.hpp"
 
@@ -21,60 +22,103 @@ constexpr Preset kPresets[] = {
     {"eth", {1.25, 30e-6}},    {"shm", {5.0, 2e-6}},
 };
 
-double parse_number(std::string_view s, std::string_view what) {
-  std::string str(s);
-  char* end = nullptr;
-  double v = std::strtod(str.c_str(), &end);
-  if (str.empty() || end != str.c_str() + str.size() || !(v > 0) || !std::isfinite(v))
-    throw Error(fmt::format("topology: {} '{}' is not a positive number", what, s));
-  return v;
-}
+// Link figures outside these ranges make the cost model meaningless (a latency of 1e308 s
+// turns every estimate into infinity): refused at parse time, with the position.
+constexpr double kMinBandwidthGBps = 1e-9, kMaxBandwidthGBps = 1e12;  // 1 B/s .. 1 ZB/s
+constexpr double kMaxLatencyS = 3600;
 
-double parse_latency(std::string_view s) {
-  double scale = 1;
-  auto ends = [&](std::string_view suf) {
-    return s.size() > suf.size() && s.substr(s.size() - suf.size()) == suf;
+// A decimal number: digits, optional fraction, optional exponent. No sign, no hex, no inf/nan
+// (strtod would take `0x10`, `inf` and `1e999`). Pre: lx at the number. Post: lx after it.
+double decimal(detail::Lexer& lx, std::string_view text, std::string_view what) {
+  lx.skip_ws();
+  const std::size_t start = lx.pos();
+  std::size_t i = start;
+  auto digits = [&] {
+    std::size_t from = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    return i > from;
   };
-  if (ends("ns")) scale = 1e-9, s.remove_suffix(2);
-  else if (ends("us")) scale = 1e-6, s.remove_suffix(2);
-  else if (ends("ms")) scale = 1e-3, s.remove_suffix(2);
-  else if (ends("s")) s.remove_suffix(1);
-  return parse_number(s, "latency") * scale;
+  bool whole = digits(), frac = false;
+  if (i < text.size() && text[i] == '.') ++i, frac = digits();
+  if (!whole && !frac) {
+    if (start >= text.size()) lx.fail(fmt::format("expected {} (a positive decimal number), found the end of the text", what), start);
+    lx.fail(fmt::format("expected {} (a positive decimal number), found '{}'", what, text[start]), start);
+  }
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    std::size_t e = i++;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    if (!digits()) lx.fail(fmt::format("{}: the exponent has no digits", what), e);
+  }
+  if (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '.') &&
+      !(what == "latency" && std::isalpha(static_cast<unsigned char>(text[i]))))
+    lx.fail(fmt::format("{} must be a decimal number; unexpected '{}'", what, text[i]), i);
+  const double v = std::strtod(std::string(text.substr(start, i - start)).c_str(), nullptr);
+  lx.skip_to(i);
+  return v;
 }
 
 }  // namespace
 
-Topology Topology::parse(std::string_view text) {
+Topology Topology::parse(std::string_view text) { return parse_impl(text, nullptr); }
+Topology Topology::parse(std::string_view text, const Mesh& mesh) { return parse_impl(text, &mesh); }
+
+// Grammar (whitespace free between tokens): entry {',' entry}; entry := axis '=' link;
+// link := (preset | GB/s) [':' latency [ns|us|ms|s]]. Errors are ParseError with the position.
+Topology Topology::parse_impl(std::string_view text, const Mesh* mesh) {
   Topology t;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    std::size_t comma = text.find(',', pos);
-    std::string_view item = text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front()))) item.remove_prefix(1);
-    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back()))) item.remove_suffix(1);
-    if (item.empty()) {
-      if (text.empty()) break;
-      throw Error(fmt::format("topology '{}': empty entry at position {}", text, pos));
-    }
-    std::size_t eq = item.find('=');
-    if (eq == std::string_view::npos || eq == 0)
-      throw Error(fmt::format("topology '{}': entry '{}' at position {} should be axis=link "
-                              "(a preset nvlink, ib, pcie, eth, shm or GB/s[:latency])", text, item, pos));
-    std::string axis(item.substr(0, eq));
-    std::string_view val = item.substr(eq + 1);
+  detail::Lexer lx(text, "topology");
+  if (lx.at_end()) return t;
+  bool seen_default = false;
+  do {
+    const std::size_t axis_pos = (lx.skip_ws(), lx.pos());
+    std::string axis(lx.ident("an axis name (or 'default')"));
+    if (axis != "default" && mesh && mesh->axis_index(axis) < 0)
+      lx.fail(fmt::format("'{}' is not an axis of mesh {}", axis, *mesh), axis_pos);
+    if (axis == "default" ? seen_default : t.links_.count(axis) > 0)
+      lx.fail(fmt::format("axis '{}' is given twice", axis), axis_pos);
+    lx.expect('=', fmt::format("after axis '{}' (entries are axis=link, e.g. tp=nvlink or dp=25:10us)", axis));
     Link l;
-    std::size_t colon = val.find(':');
-    std::string_view bw = val.substr(0, colon);
-    auto preset = std::find_if(std::begin(kPresets), std::end(kPresets), [&](const Preset& p) { return p.name == bw; });
-    if (preset != std::end(kPresets)) l = preset->link;
-    else l.bandwidth_GBps = parse_number(bw, "bandwidth");
-    if (colon != std::string_view::npos) l.latency_s = parse_latency(val.substr(colon + 1));
-    if (axis == "default") t.default_link = l;
+    const std::size_t bw_pos = (lx.skip_ws(), lx.pos());
+    if (lx.at_ident()) {
+      std::string_view name = lx.ident("a link preset");
+      auto preset = std::find_if(std::begin(kPresets), std::end(kPresets), [&](const Preset& p) { return p.name == name; });
+      if (preset == std::end(kPresets))
+        lx.fail(fmt::format("unknown link preset '{}' (presets: nvlink, ib, pcie, eth, shm; or GB/s as a number)", name),
+                bw_pos);
+      l = preset->link;
+    } else {
+      l.bandwidth_GBps = decimal(lx, text, "bandwidth");
+      if (!(l.bandwidth_GBps >= kMinBandwidthGBps && l.bandwidth_GBps <= kMaxBandwidthGBps))
+        lx.fail(fmt::format("bandwidth {} GB/s is out of range [{:g}, {:g}]", text.substr(bw_pos, lx.pos() - bw_pos),
+                            kMinBandwidthGBps, kMaxBandwidthGBps), bw_pos);
+    }
+    if (lx.accept(':')) {
+      const std::size_t lat_pos = (lx.skip_ws(), lx.pos());
+      double v = decimal(lx, text, "latency"), scale = 1;
+      if (lx.at_ident()) {
+        const std::size_t unit_pos = lx.pos();
+        std::string_view unit = lx.ident("a latency unit");
+        if (unit == "ns") scale = 1e-9;
+        else if (unit == "us") scale = 1e-6;
+        else if (unit == "ms") scale = 1e-3;
+        else if (unit != "s") lx.fail(fmt::format("unknown latency unit '{}' (ns, us, ms or s)", unit), unit_pos);
+      }
+      l.latency_s = v * scale;
+      if (!(l.latency_s > 0 && l.latency_s <= kMaxLatencyS))
+        lx.fail(fmt::format("latency {} is out of range (0, {:g} s]", text.substr(lat_pos, lx.pos() - lat_pos),
+                            kMaxLatencyS), lat_pos);
+    }
+    if (axis == "default") t.default_link = l, seen_default = true;
     else t.set(axis, l);
-    if (comma == std::string_view::npos) break;
-    pos = comma + 1;
-  }
+  } while (lx.accept(','));
+  if (!lx.at_end()) lx.fail(fmt::format("unexpected '{}'; entries are separated by ','", lx.peek()));
   return t;
+}
+
+std::vector<std::string> Topology::axes() const {
+  std::vector<std::string> r;
+  for (const auto& [a, l] : links_) r.push_back(a);
+  return r;
 }
 
 Link Topology::link(std::string_view axis) const {
@@ -122,12 +166,13 @@ std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step) {
   }
   // Exchange moves exactly what a device lacks: its out-block less what its in-block holds.
   // Every device up to 4,096, a spread sample beyond.
-  int P = mesh.num_devices();
-  int stride = std::max(1, P / 4096);
+  // 64-bit: on a mesh near INT_MAX devices `d + stride` passes INT_MAX.
+  const std::int64_t P = mesh.num_devices();
+  const std::int64_t stride = std::max<std::int64_t>(1, P / 4096);
   detail::IndexedType tin(step.in, mesh), tout(step.out, mesh);
   std::int64_t worst = 0;
-  for (int d = 0; d < P; d += stride) {
-    std::vector<int> c = detail::coords_of(mesh, d);
+  for (std::int64_t d = 0; d < P; d += stride) {
+    std::vector<int> c = detail::coords_of(mesh, static_cast<int>(d));
     std::int64_t want = 1, have = 1;
     for (int k = 0; k < step.in.rank(); ++k) {
       Interval o = tout.interval(k, c, mesh), i = tin.interval(k, c, mesh);

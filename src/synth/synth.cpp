@@ -17,6 +17,7 @@
 #include "reshard/synth.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "reshard/error.hpp"
@@ -357,6 +358,10 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
       }
       double ex_cost = price(ex);
       if (ex_cost < best_cost) best_cost = ex_cost, best = std::move(ex);
+      // No candidate priced finite: `best` is still empty and must not become a relabel.
+      if (!std::isfinite(best_cost))
+        throw Error(fmt::format("the cost model gives no plan of {} -> {} on mesh {} a finite cost (topology {}): "
+                                "the link figures are out of range", src, dst, mesh, opts.topology.to_string()));
       bool uses_exchange = std::any_of(best.begin(), best.end(), [](const Step& x) { return x.op == Op::exchange; });
       if (uses_exchange && collective_cost < std::numeric_limits<double>::infinity())
         plan.notes.push_back(fmt::format(
@@ -378,6 +383,9 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
   plan.steps = std::move(best);
   if (opts.exact_stats) analyze(plan);
   plan.stats.est_time_s = estimate_plan_s(plan, opts);
+  if (!std::isfinite(plan.stats.est_time_s))
+    throw Error(fmt::format("the cost model gives the {} plan of {} -> {} on mesh {} no finite cost (topology {})",
+                            plan.strategy, src, dst, mesh, opts.topology.to_string()));
   return plan;
 }
 
