@@ -9,6 +9,7 @@
 #include "reshard/device_memory.hpp"
 #include "fault.hpp"
 #include "reshard/error.hpp"
+#include "reshard/route.hpp"
 #include "step_exec.hpp"
 
 namespace reshard {
@@ -81,6 +82,38 @@ std::string local_error(const Communicator& comm, const Plan& plan, const void* 
   if ((in_bytes && !in) || (out_bytes && !out)) return fmt::format("device {} passed a null buffer", me);
   if (overlap(in, in_bytes, out, out_bytes))
     return fmt::format("the input and output buffers of device {} overlap", me);
+  return {};
+}
+
+// What makes `plan` unfit to run, or "": the executor checks a plan against its own invariants
+// before preparing it (a hand-edited or corrupted plan must throw, not read past a buffer).
+// Symbolic: types valid on the mesh, steps chained from src to dst, each step exact for its op
+// (step_is_valid), group axes those of the mesh. An empty plan needs src == dst (every device's
+// input is then its output).
+std::string plan_error(const Plan& plan) {
+  const Mesh& m = plan.mesh;
+  try {
+    plan.src.validate(m);
+    plan.dst.validate(m);
+  } catch (const Error& e) {
+    return fmt::format("the plan's source or target is not valid on its mesh: {}", e.what());
+  }
+  if (plan.src.dtype != plan.dst.dtype || plan.src.global_shape() != plan.dst.global_shape())
+    return fmt::format("the plan turns {} into {}: dtype and global shape must stay", plan.src, plan.dst);
+  if (plan.steps.empty())
+    return plan.src == plan.dst ? std::string() : fmt::format("the plan has no steps but its source {} is not its target {}", plan.src, plan.dst);
+  for (std::size_t k = 0; k < plan.steps.size(); ++k) {
+    const Step& st = plan.steps[k];
+    const Type& before = plan.type_after(static_cast<int>(k) - 1);
+    if (!(st.in == before))
+      return fmt::format("step {} ({}) starts from {}, but the type before it is {}", k + 1, name_of(st.op), st.in, before);
+    for (const std::string& a : st.axes)
+      if (m.axis_index(a) < 0) return fmt::format("step {} ({}) names axis '{}', which mesh {} lacks", k + 1, name_of(st.op), a, m);
+    std::string why;
+    if (!step_is_valid(m, st, &why)) return fmt::format("step {} ({} -> {} by {}) is not valid: {}", k + 1, st.in, st.out, name_of(st.op), why);
+  }
+  if (!(plan.steps.back().out == plan.dst))
+    return fmt::format("the last step ends at {}, but the plan's target is {}", plan.steps.back().out, plan.dst);
   return {};
 }
 
@@ -204,6 +237,8 @@ void Executor::execute(const Plan& plan, const void* in, std::size_t in_bytes, v
   const std::string& key = r.key;
   auto it = prepared_.find(key);
   std::string err = local_error(comm_, plan, in, in_bytes, out, out_bytes);
+  // A new plan is checked against the executor's invariants once, before it is prepared.
+  if (err.empty() && it == prepared_.end()) err = plan_error(plan);
   const bool device = opts_.memory == Memory::device;
   if (err.empty() && device) err = device_buffer_error(comm_.device(), in, in_bytes, out, out_bytes);
   if (opts_.check_every_call || it == prepared_.end())

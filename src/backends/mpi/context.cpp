@@ -17,6 +17,9 @@ MPI_Comm duplicate(MPI_Comm comm) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) throw Error("reshard::Context needs MPI to be initialised (MPI_Init) first");
+  // MPI_Comm_dup of MPI_COMM_NULL is an error on no communicator: MPI_COMM_WORLD's handler,
+  // fatal by default, would end the job instead of throwing.
+  if (comm == MPI_COMM_NULL) throw Error("reshard::Context: the communicator is MPI_COMM_NULL");
   MPI_Comm dup = MPI_COMM_NULL;
   mpi::check(MPI_Comm_dup(comm, &dup), "MPI_Comm_dup");
   mpi::check(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -145,6 +146,10 @@ void watch(Dog& d) {
 }  // namespace
 
 double resolve_timeout(double opt) {
+  // NaN compares false with everything: it would silently mean "the default".
+  if (std::isnan(opt) || opt > 1e9)
+    throw Error(fmt::format("ExecOptions::timeout_s = {}: expected seconds, a number >= 0 and at most 1e9 (0: no "
+                            "timeout; < 0: $RESHARD_TIMEOUT_S or the default)", opt));
   if (opt >= 0) return opt;
   const char* env = std::getenv("RESHARD_TIMEOUT_S");
   if (!env || !*env) return kDefaultTimeoutS;
