@@ -1,8 +1,8 @@
 // The exhaustive reference: on small meshes (up to 3 axes of size 2-3, rank up to 3) every
 // collective plan of up to 4 steps that keeps the memory bound is enumerated, step kinds as
-// DESIGN.md 3's table defines them, and the synthesizer's plan must cost no more by the cost
+// docs/design.md 3's table defines them, and the synthesizer's plan must cost no more by the cost
 // model than the cheapest of them and, where bandwidth dominates (shards of 1 MiB or more, even
-// blocks), receive no more bytes than the fewest any of them receives.
+// blocks), receive no more bytes than the fewest any of them receives: 2,000 compared triples.
 //
 // The reference does not share the search's move generator: it enumerates every type of the
 // mesh (each axis free, pending, or at some position of some dim) and classifies every ordered
@@ -181,7 +181,7 @@ class Reference {
     return r;
   }
 
-  // The steps of DESIGN.md 3 that turn A into B, with the groups they may use.
+  // The steps of docs/design.md 3 that turn A into B, with the groups they may use.
   std::vector<Step> classify(const State& A, const State& B) const {
     std::vector<Step> r;
     const int rank = static_cast<int>(A.dims.size());
@@ -305,7 +305,9 @@ TEST_CASE("no collective plan of up to 4 steps beats the synthesizer", "[exhaust
   SynthOptions bandwidth_only;
   bandwidth_only.topology.default_link.latency_s = 1e-15;
   bandwidth_only.local_copy_GBps = 1e9;
-  for (int i = 0; i < cases; ++i) {
+  // Draw until `cases` triples have been compared (some have no collective plan of up to 4
+  // steps, with uneven blocks, or are no-ops).
+  for (int i = 0; compared < cases && i < 4 * cases; ++i) {
     Triple c = draw(gen);
     if (c.src == c.dst) continue;
     INFO("case " << i << " seed " << seed << ": " << c.mesh << " | " << c.src << " | " << c.dst);
@@ -339,7 +341,7 @@ TEST_CASE("no collective plan of up to 4 steps beats the synthesizer", "[exhaust
     }
   }
   // The draw must exercise the comparison, big (bandwidth-bound) cases included.
-  CHECK(compared > cases / 2);
+  CHECK(compared == cases);
   CHECK(bytes_compared > cases / 8);
-  CHECK(bytes_compared_default > cases / 32);
+  CHECK(bytes_compared_default > cases / 16);
 }

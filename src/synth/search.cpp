@@ -443,7 +443,7 @@ class Search {
         });
       });
     } else {
-      // DESIGN.md 3's form: a minor suffix of dim i to the minor end of dim j ...
+      // docs/design.md 3's form: a minor suffix of dim i to the minor end of dim j ...
       for (int i = 0; i < r; ++i) {
         const Axes& ax = c.dims[i].axes;
         for (std::size_t k = 1; k <= ax.size(); ++k)

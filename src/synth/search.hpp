@@ -1,7 +1,7 @@
 #pragma once
 // Internal to the synthesizer: plan synthesis as a bounded best-first search over typed steps.
 //
-// States are types (size-1 axes stripped); an edge is one step of DESIGN.md 3 (slice,
+// States are types (size-1 axes stripped); an edge is one step of docs/design.md 3 (slice,
 // all_gather, all_to_all, permute, reduce_scatter, all_reduce, make_partial) that
 // step_is_valid() accepts and whose output keeps the memory bound. The objective is the cost
 // model (estimate_step_s); the search is A* with an admissible estimate of the cost still to
@@ -24,7 +24,7 @@ struct SearchLimits {
   bool exhaustive_moves = true;
 };
 
-// Limits that keep synthesis within its time budget on `mesh` (DESIGN.md 3, guarantee 4).
+// Limits that keep synthesis within its time budget on `mesh` (docs/design.md 3, guarantee 4).
 SearchLimits default_limits(const Mesh& mesh, const Type& src);
 
 // A collective plan from s to t (both without size-1 axes) whose largest local array stays

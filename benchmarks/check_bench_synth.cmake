@@ -1,0 +1,32 @@
+# bench_synth's command line (run by CTest as bench_synth_cli): each bad use exits non-zero
+# with a message naming the problem; --help and a one-case run succeed.
+function(expect_fail what pattern)
+  execute_process(COMMAND ${BENCH} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 30)
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "${what}: expected a non-zero exit, got 0\n${out}${err}")
+  endif()
+  if(NOT "${out}${err}" MATCHES "${pattern}")
+    message(FATAL_ERROR "${what}: expected a message matching '${pattern}', got\n${out}${err}")
+  endif()
+endfunction()
+
+execute_process(COMMAND ${BENCH} --help RESULT_VARIABLE rc OUTPUT_VARIABLE out TIMEOUT 30)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "--reps")
+  message(FATAL_ERROR "--help: rc ${rc}\n${out}")
+endif()
+
+file(WRITE ${WORK}/empty_cases.txt "# nothing but a comment\n\n")
+file(WRITE ${WORK}/one_case.txt "g | x=4 | f32[64{x},6] | f32[64,6]\n")
+file(WRITE ${WORK}/bad_case.txt "g | x=4 | f32[64{q},6] | f32[64,6]\n")
+expect_fail("--reps 0" "--reps: Value 0 not in range 1" ${WORK}/one_case.txt --reps 0)
+expect_fail("--reps -3" "reps" ${WORK}/one_case.txt --reps -3)
+expect_fail("--reps x" "reps" ${WORK}/one_case.txt --reps x)
+expect_fail("empty case file" "no cases" ${WORK}/empty_cases.txt)
+expect_fail("missing case file" "does not exist|not exist|File" ${WORK}/no_such_file.txt)
+expect_fail("bad type in a case" "q" ${WORK}/bad_case.txt --reps 1 --big-pairs 0)
+
+execute_process(COMMAND ${BENCH} ${WORK}/one_case.txt --reps 3 --big-pairs 0 RESULT_VARIABLE rc OUTPUT_VARIABLE out TIMEOUT 30)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "median over cases")
+  message(FATAL_ERROR "one-case run: rc ${rc}\n${out}")
+endif()
+expect_fail("--clock bogus" "clock" ${WORK}/one_case.txt --clock bogus)
