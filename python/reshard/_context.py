@@ -133,12 +133,12 @@ class Context:
             self._c.reshard_into(x, out, src, dst)
             return out
         if _is_torch(x):
-            _check_torch(x, "input")
             import torch
 
-            out = torch.empty(self._c.local_shape(dst), dtype=x.dtype)
-            self._c.reshard_into(x.detach(), out, src, dst)
-            return out
+            out = np.empty(self._c.local_shape(dst), numpy_dtype(dst.dtype))
+            self._c.reshard_into(_torch_view(x, src, "input"), out, src, dst)
+            t = torch.from_numpy(out)  # the tensor owns the NumPy buffer: no copy
+            return t.view(torch.bfloat16) if dst.dtype == "bf16" else t
         out = np.empty(self._c.local_shape(dst), numpy_dtype(dst.dtype))
         self._c.reshard_into(x, out, src, dst)
         return out
@@ -148,29 +148,23 @@ class Context:
         local shape): no allocation, for loops that reshard every step. Returns `out`."""
         src = src if type(src) is Type else Type(src, self.mesh)
         dst = dst if type(dst) is Type else Type(dst, self.mesh)
+        o = out
         if type(out) is np.ndarray:
             if not out.flags.writeable:
                 raise MismatchError("reshard_into: the output array is read-only")
             if not out.flags.c_contiguous:
                 raise MismatchError("reshard_into: the output array is not C-contiguous; the result is written in place")
         elif _is_torch(out):
-            _check_torch(out, "output")
             if not out.is_contiguous():
                 raise MismatchError("reshard_into: the output tensor is not contiguous; the result is written in place")
-            out = out.detach()
-        if _is_torch(x):
-            _check_torch(x, "input")
-            x = x.detach()
-        self._c.reshard_into(x, out, src, dst)
+            o = _torch_view(out, dst, "output")
+        self._c.reshard_into(_torch_view(x, src, "input") if _is_torch(x) else x, o, src, dst)
         return out
 
     def run(self, plan: Plan, x: Any, out: Any) -> Any:
         """Runs an explicit plan (from reshard.plan or Context.plan) from x into out."""
-        if _is_torch(x):
-            x = x.detach()
-        if _is_torch(out):
-            out = out.detach()
-        self._c.run(plan, x, out)
+        self._c.run(plan, _torch_view(x, plan.src, "input") if _is_torch(x) else x,
+                    _torch_view(out, plan.dst, "output") if _is_torch(out) else out)
         return out
 
     # -- checks -----------------------------------------------------------------------------
@@ -178,14 +172,14 @@ class Context:
         """This rank's shard of `t` filled as `reshard run --fill index` fills it."""
         t = self.type(t)
         out = self.empty(t, like)
-        self._c.fill_index(t, out.detach() if _is_torch(out) else out)
+        self._c.fill_index(t, _torch_view(out, t, "output") if _is_torch(out) else out)
         return out
 
     def count_index_mismatches(self, t: Type | str, x: Any, source: Type | str | None = None) -> int:
         """Elements of `t`, over all ranks, that differ from the index fill (collective)."""
         t = self.type(t)
         if _is_torch(x):
-            x = x.detach()
+            x = _torch_view(x, t, "input")
         return self._c.count_index_mismatches(t, x, None if source is None else self.type(source))
 
     def explain(self, plan: Plan) -> str:
@@ -204,6 +198,25 @@ def _is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-def _check_torch(x: Any, what: str) -> None:
-    if x.device.type != "cpu":
+_TORCH_16BIT: dict = {}
+
+
+def _torch_view(x: Any, t: Type, what: str) -> np.ndarray:
+    """A NumPy view of a torch CPU tensor's memory (no copy; NumPy's buffer protocol is the fast
+    way in). 16-bit floats go as their bits, so their dtype is checked here."""
+    if not x.is_cpu:
         raise MismatchError(f"the {what} tensor is on {x.device}; reshard.Context moves host (CPU) tensors")
+    if x.requires_grad:
+        x = x.detach()
+    if not _TORCH_16BIT:
+        import torch
+
+        _TORCH_16BIT.update({torch.float16: "f16", torch.bfloat16: "bf16"})
+    name = _TORCH_16BIT.get(x.dtype)
+    if name is None:
+        return x.numpy()
+    if name != t.dtype:
+        raise MismatchError(f"the {what} tensor holds {x.dtype}, but {t} needs {t.dtype}")
+    import torch
+
+    return x.view(torch.int16).numpy().view(np.uint16)  # same bits; NumPy has no bfloat16

@@ -134,11 +134,11 @@ def from_partition_spec(spec: Any, mesh: Any, shape: Sequence[int], dtype: Any, 
             raise ConversionError(f"PartitionSpec entry for dim {d} is {e!r}; expected None, an axis name or a tuple of names")
         used += [(a, f"dim {d}") for a in axes]
         dim_axes.append(axes)
-    red = getattr(spec, "unreduced", None) or ()
-    if unreduced is not None:
-        red = tuple(red) + tuple(a for a in unreduced if a not in tuple(red))
-    # JAX keeps unreduced axes as a set: without an order of its own, take the mesh's.
-    red = list(red) if isinstance(red, (tuple, list)) else sorted(red, key=mesh.axis_index)
+    red: list[str] = []
+    for group in (getattr(spec, "unreduced", None) or (), unreduced or ()):
+        # JAX keeps unreduced axes as a set: without an order of its own, take the mesh's.
+        axes = list(group) if isinstance(group, (tuple, list)) else sorted(group, key=mesh.axis_index)
+        red += [a for a in axes if a not in red]
     used += [(a, "unreduced") for a in red]
     _check_axes_once(mesh, used)
     return _make_type(mesh, shape, dtype, dim_axes, "sum" if red else None, red)

@@ -47,6 +47,38 @@ std::string describe(nb::dlpack::dtype d) {
   return fmt::format("{}{}", kind, d.bits);
 }
 
+BufferView::~BufferView() {
+  if (held_) PyBuffer_Release(&view_);
+}
+
+bool BufferView::acquire(PyObject* obj, bool writable) {
+  static_assert(sizeof(Py_ssize_t) == sizeof(std::int64_t), "shapes are read in place");
+  if (!PyObject_CheckBuffer(obj)) return false;
+  if (PyObject_GetBuffer(obj, &view_, PyBUF_RECORDS_RO | (writable ? PyBUF_WRITABLE : 0)) != 0) {
+    PyErr_Clear();
+    return false;
+  }
+  held_ = true;
+  if (!PyBuffer_IsContiguous(&view_, 'C')) return false;
+  const char* f = view_.format ? view_.format : "B";
+  if (*f == '@' || *f == '=' || *f == '<') ++f;  // native or little-endian (x86, arm64)
+  if (!f[0] || f[1]) return false;
+  auto make = [](Code c, Py_ssize_t bytes) {
+    return nb::dlpack::dtype{static_cast<std::uint8_t>(c), static_cast<std::uint8_t>(bytes * 8), 1};
+  };
+  switch (f[0]) {
+    case 'd': case 'f': case 'e': dtype_ = make(Code::Float, view_.itemsize); break;
+    case 'q': case 'l': case 'i': case 'h': case 'b': dtype_ = make(Code::Int, view_.itemsize); break;
+    case 'Q': case 'L': case 'I': case 'H': case 'B': dtype_ = make(Code::UInt, view_.itemsize); break;
+    default: return false;
+  }
+  return true;
+}
+
+ArrayRef BufferView::ref() const {
+  return {dtype_, static_cast<std::size_t>(view_.ndim), reinterpret_cast<const std::int64_t*>(view_.shape), view_.buf};
+}
+
 Shard check_shard(const char* what, nb::dlpack::dtype d, std::size_t ndim, const std::int64_t* shape,
                   const void* data, const Type& type, const std::vector<std::int64_t>& local_shape) {
   if (!holds(d, type.dtype))

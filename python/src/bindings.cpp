@@ -24,7 +24,7 @@
 #include "reshard/simulate.hpp"
 #include "reshard/synth.hpp"
 #ifdef RESHARD_PYTHON_MPI
-#include <chrono>
+#include <algorithm>
 
 #include <mpi.h>
 
@@ -238,7 +238,7 @@ class ContextHandle {
   }
 
   // Checks both arrays against the plan's types on this rank, then runs it (collective).
-  void run(const Plan& plan, const InArray& in, OutArray& out) {
+  void run(const Plan& plan, const ArrayRef& in, const ArrayRef& out) {
     Context& c = ctx();
     const int dev = c.device();
     std::vector<std::int64_t> src_shape, dst_shape;
@@ -252,8 +252,8 @@ class ContextHandle {
     Shard a, b;
     std::string err;
     try {
-      a = check_shard("input", in.dtype(), in.ndim(), in.shape_ptr(), in.data(), plan.src, src_shape);
-      b = check_shard("output", out.dtype(), out.ndim(), out.shape_ptr(), out.data(), plan.dst, dst_shape);
+      a = check_shard("input", in.dtype, in.ndim, in.shape, in.data, plan.src, src_shape);
+      b = check_shard("output", out.dtype, out.ndim, out.shape, out.data, plan.dst, dst_shape);
     } catch (const MismatchError& e) {
       err = e.what();
     }
@@ -266,6 +266,23 @@ class ContextHandle {
       throw MismatchError(err);
     }
     c.reshard(plan, a.data, a.bytes, const_cast<void*>(b.data), b.bytes);
+  }
+
+  // Any array kind: the buffer protocol when both arrays export a C-contiguous one (NumPy),
+  // else nanobind's ndarray (DLPack; a non-contiguous input is copied first).
+  void run_any(const Plan& plan, nb::handle in, nb::handle out) {
+    BufferView bi, bo;
+    if (bi.acquire(in.ptr(), false) && bo.acquire(out.ptr(), true)) return run(plan, bi.ref(), bo.ref());
+    InArray a;
+    OutArray b;
+    if (!nb::try_cast(in, a, true))
+      throw MismatchError(fmt::format("the input ({}) is not a host array (buffer protocol or DLPack)",
+                                      nb::inst_name(in).c_str()));
+    if (!nb::try_cast(out, b, false))
+      throw MismatchError(fmt::format("the output ({}) is not a writable, C-contiguous host array",
+                                      nb::inst_name(out).c_str()));
+    run(plan, ArrayRef{a.dtype(), a.ndim(), a.shape_ptr(), a.data()},
+        ArrayRef{b.dtype(), b.ndim(), b.shape_ptr(), b.data()});
   }
 
   std::vector<std::int64_t> local_shape(const MeshType& t) {
@@ -474,15 +491,15 @@ NB_MODULE(_core, m) {
            },
            "src"_a, "dst"_a)
       .def("reshard_into",
-           [](ContextHandle& c, const InArray& in, OutArray& out, const MeshType& src, const MeshType& dst) {
+           [](ContextHandle& c, nb::handle in, nb::handle out, const MeshType& src, const MeshType& dst) {
              auto plan = c.plan_for(src, dst);
-             c.run(*plan, in, out);
+             c.run_any(*plan, in, out);
            },
-           "x"_a, "out"_a.noconvert(), "src"_a, "dst"_a)
-      .def("run", [](ContextHandle& c, const PlanHandle& p, const InArray& in, OutArray& out) {
+           "x"_a, "out"_a, "src"_a, "dst"_a)
+      .def("run", [](ContextHandle& c, const PlanHandle& p, nb::handle in, nb::handle out) {
              check_same_mesh(c.mesh(), MeshType(p.plan->src, p.plan->mesh), "plan's");
-             c.run(*p.plan, in, out);
-           }, "plan"_a, "x"_a, "out"_a.noconvert())
+             c.run_any(*p.plan, in, out);
+           }, "plan"_a, "x"_a, "out"_a)
       .def("fill_index", [](ContextHandle& c, const MeshType& t, OutArray& out) {
              auto shape = c.local_shape(t);
              Shard s = check_shard("output", out.dtype(), out.ndim(), out.shape_ptr(), out.data(), t.type, shape);
@@ -505,20 +522,42 @@ NB_MODULE(_core, m) {
              Executor* e = c.ctx().executor();
              return e ? e->workspace_bytes(*p.plan) : 0;
            }, "plan"_a)
-      // The baseline of the overhead benchmark: `iters` calls of the C++ API as a C++ program
-      // makes them (plan from the Context's cache, then Context::reshard), timed in C++.
+      // The baseline of the Python benchmark (python/benchmarks/overhead.py): the same call
+      // from C++, as a C++ program makes it (a plan held, then Context::reshard), timed in C++.
+      // barrier: each call starts after an MPI_Barrier and counts the slowest rank (as `reshard
+      // run` times); else one batch of `iters` calls, per call. Collective.
       .def("_time_cpp_calls",
-           [](ContextHandle& c, const InArray& in, OutArray& out, const MeshType& src, const MeshType& dst, int iters) {
+           [](ContextHandle& c, const InArray& in, OutArray& out, const MeshType& src, const MeshType& dst, int iters,
+              bool barrier) {
              Context& ctx = c.ctx();
              auto plan = c.plan_for(src, dst);
-             c.run(*plan, in, out);  // checks the arrays once
+             c.run(*plan, ArrayRef{in.dtype(), in.ndim(), in.shape_ptr(), in.data()},
+                   ArrayRef{out.dtype(), out.ndim(), out.shape_ptr(), out.data()});  // checks the arrays once
              const std::size_t ib = in.nbytes(), ob = out.nbytes();
+             std::vector<double> times;
              nb::gil_scoped_release release;
-             auto t0 = std::chrono::steady_clock::now();
-             for (int i = 0; i < iters; ++i) ctx.reshard(*ctx.plan(src.type, dst.type), in.data(), ib, out.data(), ob);
-             std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-             return dt.count() / std::max(1, iters);
+             MPI_Comm comm = ctx.comm();
+             if (comm == MPI_COMM_NULL) return times;
+             auto now = [] { return MPI_Wtime(); };
+             if (!barrier) {
+               MPI_Barrier(comm);
+               double t0 = now();
+               for (int i = 0; i < iters; ++i) ctx.reshard(*plan, in.data(), ib, out.data(), ob);
+               double dt = (now() - t0) / std::max(1, iters), slowest = 0;
+               MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
+               times.push_back(slowest);
+               return times;
+             }
+             for (int i = 0; i < iters; ++i) {
+               MPI_Barrier(comm);
+               double t0 = now();
+               ctx.reshard(*plan, in.data(), ib, out.data(), ob);
+               double dt = now() - t0, slowest = 0;
+               MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
+               times.push_back(slowest);
+             }
+             return times;
            },
-           "x"_a, "out"_a.noconvert(), "src"_a, "dst"_a, "iters"_a);
+           "x"_a, "out"_a.noconvert(), "src"_a, "dst"_a, "iters"_a, "barrier"_a);
 #endif
 }
