@@ -10,12 +10,13 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     libopenmpi-dev openmpi-bin libfmt-dev catch2 nlohmann-json3-dev libcli11-dev >/dev/null
 fi
 # Python package (docs/python.md): nanobind and scikit-build-core build it, numpy, mpi4py and pytest
-# test it (torch and jax are optional: their tests skip without them).
+# test it, jax (CPU, small) runs the PartitionSpec object tests; torch (~5 GB) is not installed here:
+# its tests and examples skip without it.
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends python3-dev python3-pip >/dev/null
 fi
-python3 -m pip install -q numpy mpi4py pytest nanobind scikit-build-core 2>/dev/null ||
-  python3 -m pip install -q --break-system-packages numpy mpi4py pytest nanobind scikit-build-core
+python3 -m pip install -q numpy mpi4py pytest nanobind scikit-build-core jax 2>/dev/null ||
+  python3 -m pip install -q --break-system-packages numpy mpi4py pytest nanobind scikit-build-core jax
 if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda ]; then export CUDA_HOME=/usr/local/cuda; fi
 if [ -n "${CUDA_HOME:-}" ]; then export PATH="$CUDA_HOME/bin:$PATH"; fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${RESHARD_CMAKE_ARGS:-}

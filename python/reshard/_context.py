@@ -130,12 +130,15 @@ class Context:
         dst = dst if type(dst) is Type else Type(dst, self.mesh)
         if type(x) is np.ndarray:
             out = np.empty(self._c.local_shape(dst), x.dtype)
-            self._c.reshard_into(x, out, src, dst)
+            if x.dtype.char == "E":  # ml_dtypes' bfloat16 exports no buffer: pass its bits
+                self._c.reshard_into(x.view(np.uint16), out.view(np.uint16), src, dst)
+            else:
+                self._c.reshard_into(x, out, src, dst)
             return out
         if _is_torch(x):
             import torch
 
-            out = np.empty(self._c.local_shape(dst), numpy_dtype(dst.dtype))
+            out = np.empty(self._c.local_shape(dst), np.uint16 if dst.dtype == "bf16" else numpy_dtype(dst.dtype))
             self._c.reshard_into(_torch_view(x, src, "input"), out, src, dst)
             t = torch.from_numpy(out)  # the tensor owns the NumPy buffer: no copy
             return t.view(torch.bfloat16) if dst.dtype == "bf16" else t
@@ -154,10 +157,14 @@ class Context:
                 raise MismatchError("reshard_into: the output array is read-only")
             if not out.flags.c_contiguous:
                 raise MismatchError("reshard_into: the output array is not C-contiguous; the result is written in place")
+            if out.dtype.char == "E":
+                o = out.view(np.uint16)
         elif _is_torch(out):
             if not out.is_contiguous():
                 raise MismatchError("reshard_into: the output tensor is not contiguous; the result is written in place")
             o = _torch_view(out, dst, "output")
+        if type(x) is np.ndarray and x.dtype.char == "E":
+            x = x.view(np.uint16)
         self._c.reshard_into(_torch_view(x, src, "input") if _is_torch(x) else x, o, src, dst)
         return out
 

@@ -23,6 +23,7 @@
 #include "reshard/error.hpp"
 #include "reshard/simulate.hpp"
 #include "reshard/synth.hpp"
+#include "reshard/version.hpp"
 #ifdef RESHARD_PYTHON_MPI
 #include <algorithm>
 
@@ -311,7 +312,7 @@ NB_MODULE(_core, m) {
   using namespace reshard;
   using namespace reshard::python;
   m.doc() = "reshard's C++ core: meshes, types, plans and the MPI context (see the reshard package)";
-  m.attr("__version__") = RESHARD_VERSION;
+  m.attr("__version__") = reshard::version;  // project(reshard VERSION ...), as `reshard --version`
 #ifdef RESHARD_PYTHON_MPI
   m.attr("has_mpi") = true;
 #else
@@ -370,8 +371,8 @@ NB_MODULE(_core, m) {
            "device"_a, "The device's coordinate on every axis.")
       .def("__str__", &Mesh::to_string)
       .def("__repr__", [](const Mesh& me) { return fmt::format("reshard.Mesh('{}')", me); })
-      .def("__eq__", [](const Mesh& a, const Mesh& b) { return a == b; })
-      .def("__ne__", [](const Mesh& a, const Mesh& b) { return !(a == b); })
+      .def("__eq__", [](const Mesh& a, const Mesh& b) { return a == b; }, nb::is_operator())
+      .def("__ne__", [](const Mesh& a, const Mesh& b) { return !(a == b); }, nb::is_operator())
       .def("__hash__", [](const Mesh& me) { return nb::hash(nb::str(me.to_string().c_str())); });
 
   nb::class_<MeshType>(m, "Type", "A distributed array type on a mesh, e.g. Type('f32[30{x,y},7]', mesh).")
@@ -413,8 +414,8 @@ NB_MODULE(_core, m) {
       .def_prop_ro("max_local_bytes", [](const MeshType& t) { return t.type.max_local_bytes(t.mesh); })
       .def("__str__", [](const MeshType& t) { return t.text; })
       .def("__repr__", [](const MeshType& t) { return fmt::format("reshard.Type('{}', reshard.Mesh('{}'))", t.text, t.mesh); })
-      .def("__eq__", [](const MeshType& a, const MeshType& b) { return a == b; })
-      .def("__ne__", [](const MeshType& a, const MeshType& b) { return !(a == b); })
+      .def("__eq__", [](const MeshType& a, const MeshType& b) { return a == b; }, nb::is_operator())
+      .def("__ne__", [](const MeshType& a, const MeshType& b) { return !(a == b); }, nb::is_operator())
       .def("__hash__", [](const MeshType& t) { return nb::hash(nb::str((t.text + "@" + t.mesh.to_string()).c_str())); });
 
   nb::class_<PlanHandle>(m, "Plan", "A plan of typed steps from a source type to a target type.")

@@ -50,3 +50,13 @@ def test_index_fill_tensor(world, ctx):
     want = torch.arange(30, dtype=torch.int32).reshape(10, 3)[ctx.local_slices(t)]
     assert all_agree(world, torch.equal(x, want))
     assert np.array_equal(ctx.reshard(x.numpy(), t, "i32[10,3]").ravel(), np.arange(30))
+
+
+def test_ml_dtypes_bfloat16(world, ctx):
+    ml = pytest.importorskip("ml_dtypes")
+    t = ctx.type("bf16[6{" + ctx.mesh.axis_names[0] + "},2]")
+    g = np.arange(12, dtype=np.float32).astype(ml.bfloat16).reshape(6, 2)
+    out = ctx.reshard(np.ascontiguousarray(g[ctx.local_slices(t)]), t, "bf16[6,2]")
+    into = np.empty((6, 2), ml.bfloat16)
+    ctx.reshard_into(np.ascontiguousarray(g[ctx.local_slices(t)]), into, t, "bf16[6,2]")
+    assert all_agree(world, out.dtype == g.dtype and np.array_equal(out, g) and np.array_equal(into, g))

@@ -25,6 +25,7 @@ def test_mesh():
     assert hash(m) == hash(reshard.Mesh("dp=2,tp=4"))
     assert m.coords(5) == (1, 1)  # rank = 4*dp + tp
     assert eval(repr(m), {"reshard": reshard}) == m
+    assert (m == "dp=2,tp=4") is False and m != None  # noqa: E711  other kinds are never equal
 
 
 @pytest.mark.parametrize("text,pos,words", [
@@ -51,6 +52,7 @@ def test_type():
     p = reshard.Type("bf16[8, 4{y}] sum{x}", m)
     assert p.reduce_op == "sum" and p.reduce_axes == ["x"] and str(p) == "bf16[8, 4{y}] sum{x}"
     assert len({t, reshard.Type("f32[30{x,y}, 7]", m), p}) == 2
+    assert (t == "f32[30{x,y}, 7]") is False
 
 
 @pytest.mark.parametrize("text,pos,words", [
