@@ -60,6 +60,7 @@
 #include <fmt/format.h>
 #include <mpi.h>
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "reshard/context.hpp"
 #include "reshard/error.hpp"
@@ -108,21 +109,17 @@ void agree(MPI_Comm comm, const std::string& local_error) {
   throw CheckpointError(msg);
 }
 
-// CRC-32 (IEEE 802.3, the one zlib and Python's zlib.crc32 compute).
+// CRC-32 (IEEE 802.3) by zlib, the same value as Python's zlib.crc32; zlib takes uInt lengths,
+// so large buffers go in pieces.
 std::uint32_t crc32(const void* data, std::size_t n, std::uint32_t crc = 0) {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-  for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-  return ~crc;
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong c = crc;
+  for (constexpr std::size_t kPiece = std::size_t{1} << 30; n > 0;) {
+    const std::size_t piece = std::min(n, kPiece);
+    c = ::crc32(c, p, static_cast<uInt>(piece));
+    p += piece, n -= piece;
+  }
+  return static_cast<std::uint32_t>(c);
 }
 
 std::string human(idx bytes) {
