@@ -6,16 +6,8 @@
 //    (MPI_Allreduce MAX of each rank's MPI_Wtime difference); time_median_s, time_min_s and
 //    time_max_s are taken over the timed iterations, after the warm-up ones. The strategies
 //    of a case take turns, one iteration each per round (see Contender).
-//  - S (size_bytes, per case): nccl-tests' "size", the per-rank buffer of the larger side:
-//    max(largest source shard, largest target shard). The same for every strategy of a case,
-//    so that algbw ratios are speedups. For all-gather this is the gathered output, for
-//    reduce-scatter the input, for all-to-all, all-reduce and send/recv the buffer itself.
-//  - algbw = S / time_median_s.
-//  - busbw = algbw * F, F = B / S, where B is the fewest bytes the busiest device must receive:
-//    the case's lower bound (target bytes a device does not already hold) or, for a source
-//    with a pending reduction, what the reshard plan's reductions receive with ring algorithms.
-//    On single-collective cases F is nccl-tests' factor: (n-1)/n for all-gather, reduce-scatter
-//    and all-to-all, 2(n-1)/n for all-reduce, 1 for a permute (n: the collective's group).
+//  - S (size_bytes), algbw and busbw: nccl-tests' definitions, in bandwidth.hpp (`run` uses
+//    the same). S is the same for every strategy of a case, so algbw ratios are speedups.
 //  - peak_bytes: max over ranks of the bytes the strategy holds at once: source shard + target
 //    shard + the executor's workspace high-water mark (Executor::workspace_peak_bytes(), bytes
 //    it actually allocated for the plan); for raw, its send and receive buffers.
@@ -38,6 +30,7 @@
 
 #include "mpi_timing.hpp"
 #include "reshard/cases.hpp"
+#include "sweep.hpp"
 
 namespace reshard::bench {
 
@@ -82,7 +75,7 @@ struct Row {
   std::int64_t bytes_recv_max = 0, peak_bytes = 0, workspace_bytes = 0;
   bool verified = false;
   std::string check;  // what was verified: "target" (against the index fill) or "transport" (raw)
-  std::int64_t mismatches = 0;
+  std::int64_t mismatches = 0;  // elements wrong in the check (the table's #wrong); 0 when verified
   std::optional<bool> output_is_target;  // raw: whether its output already is the target shard
   std::string same_plan_as;  // set when the plan equals another strategy's, step for step (timed once)
   std::vector<std::string> notes;
@@ -131,6 +124,7 @@ struct Report {
   bool check_every_call = false;
   bool yield_when_idle = false;  // MPI ranks yield the CPU while waiting (yield_when_oversubscribed())
   std::vector<std::string> strategies;
+  Sweep sweep;  // -b/-e/-f/-d, when given
   std::vector<CaseResult> cases;
 };
 
@@ -171,6 +165,10 @@ std::optional<Quartiles> paired_speedup(const CaseResult& c, const Row& r);
 Summary summarize(const Report& rep);
 nlohmann::json to_json(const Report& rep, const Summary& sum);
 std::string to_csv(const Report& rep);
+// The CSV in pieces, so that rows are appended as cases finish: the header line, then each
+// case's rows.
+std::string csv_header();
+std::string csv_rows(const CaseResult& c);
 // The stdout table, in pieces so that cases print as they finish.
 std::string table_header(const Report& rep);
 std::string table_case(const CaseResult& c);

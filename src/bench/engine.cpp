@@ -31,6 +31,7 @@
 
 #include <fmt/format.h>
 
+#include "bandwidth.hpp"
 #include "bench.hpp"
 #include "raw.hpp"
 #include "engine.hpp"
@@ -50,6 +51,7 @@ namespace {
 
 // What every rank checked before running: the cases to run, parsed.
 struct Prepared {
+  Sweep sweep;
   std::vector<std::string> strategies;
   std::vector<Case> cases;
   SynthOptions opts;
@@ -81,6 +83,17 @@ Prepared prepare(const Options& a, int rank) {
     if (!seen.insert(s).second) throw Error(fmt::format("--strategies: '{}' is listed twice", s));
   }
   if (!a.topology.empty()) p.opts.topology = Topology::parse(a.topology);
+  if (!a.min_size.empty() || !a.max_size.empty()) {
+    if (a.min_size.empty() || a.max_size.empty()) throw Error("-b and -e go together: the smallest and the largest size");
+    p.sweep.min_bytes = parse_size(a.min_size);
+    p.sweep.max_bytes = parse_size(a.max_size);
+    p.sweep.factor = a.factor;
+    sweep_sizes(p.sweep);  // checks them before any case
+  }
+  if (!a.dtype.empty()) {
+    p.sweep.dtype = dtype_from_name(a.dtype);
+    if (!p.sweep.dtype) throw Error(fmt::format("-d {}: unknown element type (f64, f32, f16, bf16, i64, i32, i16, i8, u8)", a.dtype));
+  }
 #if !(defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL)
   if (a.backend == "nccl")
     throw Error("--backend nccl: this build has no NCCL backend (it needs CUDA, NCCL and MPI at configure "
@@ -99,7 +112,11 @@ Prepared prepare(const Options& a, int rank) {
     } catch (const std::exception& e) {
       throw Error(case_error(c, e));
     }
-    p.cases.push_back(c);
+    try {
+      for (Case& k : expand_case(c, p.sweep)) p.cases.push_back(std::move(k));
+    } catch (const std::exception& e) {
+      throw Error(case_error(c, e));
+    }
   }
   if (p.cases.empty()) throw Error(fmt::format("{} has no cases to run", a.suite));
   // One topology serves every case: an axis no case's mesh has is a typo, not a link.
@@ -132,20 +149,26 @@ std::optional<Prepared> prepare_agreed(const Options& a, const MpiSession& mpi) 
   return std::nullopt;
 }
 
-// "[3/40] b_merge greedy_per_axis" on one line of stderr, when stderr is a terminal.
+// Progress on rank 0's stderr, one line per case as it starts: "[3/40] b_merge (5 strategies)".
+// On a terminal the line is rewritten in place and cleared before the case's rows print; under
+// mpirun (stderr a pipe) each is a line of its own, flushed, so that mpirun forwards it at once.
 class Progress {
  public:
-  Progress(bool on, int total) : on_(on && isatty(STDERR_FILENO)), total_(total) {}
+  Progress(bool on, int total) : on_(on), tty_(on && isatty(STDERR_FILENO)), total_(total) {}
   ~Progress() { clear(); }
   void next(const std::string& what) {
-    if (on_) fmt::print(stderr, "\r\033[K[{}/{}] {}", ++done_, total_, what), std::fflush(stderr);
+    if (!on_) return;
+    ++done_;
+    if (tty_) fmt::print(stderr, "\r\033[K[{}/{}] {}", done_, total_, what);
+    else fmt::print(stderr, "reshard bench: [{}/{}] {}\n", done_, total_, what);
+    std::fflush(stderr);
   }
   void clear() {
-    if (on_) fmt::print(stderr, "\r\033[K"), std::fflush(stderr);
+    if (tty_) fmt::print(stderr, "\r\033[K"), std::fflush(stderr);
   }
 
  private:
-  bool on_;
+  bool on_, tty_;
   int total_, done_ = 0;
 };
 
@@ -318,9 +341,8 @@ CaseResult run_case(const Case& c, const Prepared& p, const Options& a, const Mp
   plans.push_back(synthesize(mesh, src, dst, opts));
   const Plan& reshard_plan = plans.front();
   const PlanStats& st = reshard_plan.stats;
-  r.size_bytes = std::max(st.src_local_bytes, st.dst_local_bytes);
-  const std::int64_t must_receive = st.lower_bound_bytes >= 0 ? st.lower_bound_bytes : st.bytes_recv_max;
-  r.bus_factor = r.size_bytes ? static_cast<double>(must_receive) / static_cast<double>(r.size_bytes) : 0.0;
+  r.size_bytes = size_bytes(st);  // bandwidth.hpp: the definitions `run` uses too
+  r.bus_factor = bus_factor(st);
   if (r.devices < mpi.size()) r.notes.push_back(fmt::format("runs on the first {} of {} ranks", r.devices, mpi.size()));
 
   ExecOptions exec;
@@ -330,7 +352,7 @@ CaseResult run_case(const Case& c, const Prepared& p, const Options& a, const Mp
   // agreement of the Context (a participant that hangs is reported by the others' watchdogs).
   if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) throw Error("MPI_Barrier failed");
   Context ctx(mesh, MPI_COMM_WORLD, opts, exec);  // collective over the world
-  progress.next(fmt::format("{} ({} strategies)", c.name, p.strategies.size()));
+  progress.next(fmt::format("{} (S {}, {} strategies)", c.name, size_label(r.size_bytes), p.strategies.size()));
   if (!ctx.participates()) return r;
   r.ran = true;
   const bool device = a.backend == "nccl";
@@ -412,6 +434,22 @@ void write_file(const std::string& path, const std::string& text) {
   if (!f) throw Error(fmt::format("cannot write {}", path));
 }
 
+// Replaces `path` by `text` in one step (a temporary file renamed over it), so that a reader, or
+// a run that is killed, never sees half a file: the JSON is valid after every case.
+void replace_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  write_file(tmp, text);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw Error(fmt::format("cannot write {}: {}", path, ec.message()));
+}
+
+void append_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::app);
+  f << text;
+  if (!f) throw Error(fmt::format("cannot write {}", path));
+}
+
 int run(const Options& a, const Prepared& p, const MpiSession& mpi, bool yields) {
   Report rep;
   rep.suite = a.suite;
@@ -423,28 +461,35 @@ int run(const Options& a, const Prepared& p, const MpiSession& mpi, bool yields)
   rep.yield_when_idle = yields;
   rep.strategies = p.strategies;
   rep.backend = a.backend;
+  rep.sweep = p.sweep;
   const bool lead = mpi.rank() == 0;
   DeviceSessions sessions;  // --backend nccl: NCCL communicators by mesh, freed at the end (collective)
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
   if (a.backend == "nccl") select_local_cuda_device(MPI_COMM_WORLD);
 #endif
   Progress progress(lead, static_cast<int>(p.cases.size()));
-  if (lead) fmt::print("{}", table_header(rep)), std::fflush(stdout);
+  if (lead) {
+    fmt::print("{}", table_header(rep)), std::fflush(stdout);
+    if (!a.csv.empty()) write_file(a.csv, csv_header());
+  }
   for (const Case& c : p.cases) {
     rep.cases.push_back(run_case(c, p, a, mpi, progress, sessions));
     if (!lead) continue;
-    std::string text = table_case(rep.cases.back());
+    const CaseResult& done = rep.cases.back();
+    std::string text = table_case(done);
     if (a.explain)
-      for (const Row& row : rep.cases.back().rows)
+      for (const Row& row : done.rows)
         for (const std::string& line : row.calls) text += fmt::format("    {:<16} {}\n", row.strategy, line);
     progress.clear();
     fmt::print("{}", text), std::fflush(stdout);
+    // Results so far, as each case finishes: CSV rows appended, the JSON (summary so far) replaced.
+    if (!a.csv.empty()) append_file(a.csv, csv_rows(done));
+    if (!a.json.empty()) replace_file(a.json, to_json(rep, summarize(rep)).dump(2) + "\n");
   }
   if (!lead) return 0;
   const Summary sum = summarize(rep);
   fmt::print("{}", table_summary(rep, sum));
-  if (!a.json.empty()) write_file(a.json, to_json(rep, sum).dump(2) + "\n");
-  if (!a.csv.empty()) write_file(a.csv, to_csv(rep));
+  if (!a.json.empty()) replace_file(a.json, to_json(rep, sum).dump(2) + "\n");
   if (!a.svg.empty()) write_file(a.svg, to_svg(rep, sum));
   if (sum.rows_verified != sum.rows) {
     fmt::print(stderr, "reshard bench: {} of {} rows failed their check\n", sum.rows - sum.rows_verified, sum.rows);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bench.hpp"
+#include "sweep.hpp"
 
 namespace reshard::bench {
 
@@ -16,6 +17,9 @@ struct Options {
   std::string topology;  // per-axis links for the cost model
   std::string backend = "mpi";  // mpi (host buffers) or nccl (device buffers)
   Timing timing;
+  // -b/-e/-f/-d (sweep.hpp): sizes such as "1M" and the element type; empty: the suite's own.
+  std::string min_size, max_size, dtype;
+  double factor = 2;
   bool check_every_call = false, explain = false;
 };
 

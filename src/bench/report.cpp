@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "bandwidth.hpp"
 #include "bench.hpp"
 
 namespace reshard::bench {
@@ -15,10 +16,10 @@ const Row* CaseResult::row(const std::string& strategy) const {
   return nullptr;
 }
 
-double algbw_GBps(const CaseResult& c, const Row& r) {
-  return r.time.median_s > 0 ? static_cast<double>(c.size_bytes) / r.time.median_s / 1e9 : 0.0;
+double algbw_GBps(const CaseResult& c, const Row& r) { return bench::algbw_GBps(c.size_bytes, r.time.median_s); }
+double busbw_GBps(const CaseResult& c, const Row& r) {
+  return bench::busbw_GBps(c.size_bytes, c.bus_factor, r.time.median_s);
 }
-double busbw_GBps(const CaseResult& c, const Row& r) { return algbw_GBps(c, r) * c.bus_factor; }
 
 std::optional<double> reshard_speedup(const CaseResult& c, const Row& r) {
   const Row* base = c.row("reshard");
@@ -124,6 +125,7 @@ nlohmann::json row_json(const CaseResult& c, const Row& r) {
                       {"verified", r.verified},
                       {"check", r.check},
                       {"mismatches", r.mismatches},
+                      {"wrong", r.mismatches},
                       {"notes", r.notes}};
   if (r.output_is_target) j["output_is_target"] = *r.output_is_target;
   if (!r.same_plan_as.empty()) j["same_plan_as"] = r.same_plan_as;
@@ -180,10 +182,15 @@ nlohmann::json to_json(const Report& rep, const Summary& sum) {
   j["topology"] = rep.topology;
   j["check_every_call"] = rep.check_every_call;
   j["yield_when_idle"] = rep.yield_when_idle;
+  if (rep.sweep.min_bytes > 0)
+    j["sweep"] = {{"min_bytes", rep.sweep.min_bytes}, {"max_bytes", rep.sweep.max_bytes}, {"factor", rep.sweep.factor},
+                  {"sizes", sweep_sizes(rep.sweep)}};
+  if (rep.sweep.dtype) j["dtype"] = std::string(name_of(*rep.sweep.dtype));
   j["definitions"] = {
       {"time", "per iteration (after a barrier) the max across ranks of MPI_Wtime differences; median, min and "
                "max over the timed iterations"},
-      {"size_bytes", "S: max(largest source shard, largest target shard), nccl-tests' per-rank size"},
+      {"size_bytes", "S: max(largest source shard, largest target shard), nccl-tests' per-rank size (the same in "
+                     "`reshard run --json`)"},
       {"algbw_GBps", "S / time_median_s"},
       {"busbw_GBps", "algbw * F, F = busbw_factor of the case: the lower bound on bytes the busiest device "
                      "receives (for a pending-reduction source, the reshard plan's ring-reduction bytes) over S; "
@@ -192,6 +199,7 @@ nlohmann::json to_json(const Report& rep, const Summary& sum) {
                      "(bytes it allocated); raw: its send and receive buffers"},
       {"bytes_recv_max", "max over devices of bytes received from other devices (plan statistics; raw: what "
                          "its MPI call receives, reductions as ring algorithms)"},
+      {"wrong", "elements that did not match in the check; 0 when verified"},
       {"verified", "target: a fresh execution's target shard matched the index fill on every rank (pending "
                    "reductions reduced first) and the input was left untouched; transport (raw): every rank "
                    "received what the MPI call's semantics give"},
@@ -232,21 +240,29 @@ nlohmann::json to_json(const Report& rep, const Summary& sum) {
   return j;
 }
 
+std::string csv_header() {
+  return "case,mesh,from,to,devices,strategy,steps,iters,time_median_s,time_min_s,time_max_s,first_call_s,"
+         "bytes_recv_max,peak_bytes,workspace_bytes,size_bytes,algbw_GBps,busbw_GBps,reshard_speedup,verified,check,"
+         "mismatches\n";
+}
+
+std::string csv_rows(const CaseResult& c) {
+  std::string out;
+  for (const Row& r : c.rows) {
+    auto s = reshard_speedup(c, r);
+    out += fmt::format("{},{},{},{},{},{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{},{},{},{},{:.6g},{:.6g},{},{},{},{}\n",
+                       csv_field(c.spec.name), csv_field(c.spec.mesh), csv_field(c.spec.from), csv_field(c.spec.to),
+                       c.devices, r.strategy, csv_field(fmt::format("{}", fmt::join(r.steps, " "))), r.time.iters,
+                       r.time.median_s, r.time.min_s, r.time.max_s, r.first_call_s, r.bytes_recv_max, r.peak_bytes,
+                       r.workspace_bytes, c.size_bytes, algbw_GBps(c, r), busbw_GBps(c, r),
+                       s ? fmt::format("{:.6g}", *s) : "", r.verified, r.check, r.mismatches);
+  }
+  return out;
+}
+
 std::string to_csv(const Report& rep) {
-  std::string out =
-      "case,mesh,from,to,devices,strategy,steps,iters,time_median_s,time_min_s,time_max_s,first_call_s,"
-      "bytes_recv_max,peak_bytes,workspace_bytes,size_bytes,algbw_GBps,busbw_GBps,reshard_speedup,verified,check,"
-      "mismatches\n";
-  for (const CaseResult& c : rep.cases)
-    for (const Row& r : c.rows) {
-      auto s = reshard_speedup(c, r);
-      out += fmt::format("{},{},{},{},{},{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{},{},{},{},{:.6g},{:.6g},{},{},{},{}\n",
-                         csv_field(c.spec.name), csv_field(c.spec.mesh), csv_field(c.spec.from), csv_field(c.spec.to),
-                         c.devices, r.strategy, csv_field(fmt::format("{}", fmt::join(r.steps, " "))), r.time.iters,
-                         r.time.median_s, r.time.min_s, r.time.max_s, r.first_call_s, r.bytes_recv_max, r.peak_bytes,
-                         r.workspace_bytes, c.size_bytes, algbw_GBps(c, r), busbw_GBps(c, r),
-                         s ? fmt::format("{:.6g}", *s) : "", r.verified, r.check, r.mismatches);
-    }
+  std::string out = csv_header();
+  for (const CaseResult& c : rep.cases) out += csv_rows(c);
   return out;
 }
 
@@ -256,13 +272,14 @@ std::string table_header(const Report& rep) {
       "  time: per iteration the max across ranks (barrier first{}); median, min, max over iterations\n"
       "  S: per-rank size, max(source shard, target shard); algbw = S / median, busbw = algbw * F in GB/s (nccl-tests)\n"
       "  peak: max over ranks of source + target shard + executor workspace; reshard x: this time / reshard's;\n"
+      "  #wrong: elements that did not match in the check (0 when verified)\n"
       "  paired IQR: quartiles over rounds of this time / reshard's in the same round (spans 1: within noise)\n\n"
-      "  {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>9} {:>11}  {}\n",
+      "  {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>9} {:>11} {:>7}  {}\n",
       rep.suite, rep.ranks, rep.backend == "nccl" ? " (NCCL, device buffers)" : "",
       rep.yield_when_idle ? " (yielding when idle)" : "", rep.iters, rep.warmup,
       rep.check_every_call ? "on every call" : "on the first call", rep.backend == "nccl" ? "; CUDA events" : "",
       "strategy", "steps", "median ms", "min ms", "max ms", "recv max", "peak", "algbw", "busbw", "reshard x",
-      "paired IQR", "verified");
+      "paired IQR", "#wrong", "verified");
 }
 
 std::string table_case(const CaseResult& c) {
@@ -272,11 +289,11 @@ std::string table_case(const CaseResult& c) {
   for (const Row& r : c.rows) {
     auto s = reshard_speedup(c, r);
     auto p = r.same_plan_as.empty() ? paired_speedup(c, r) : std::nullopt;
-    out += fmt::format("  {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7.2f} {:>7.2f} {:>9} {:>11}  {}\n", r.strategy,
+    out += fmt::format("  {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7.2f} {:>7.2f} {:>9} {:>11} {:>7}  {}\n", r.strategy,
                        r.strategy == "raw" ? "-" : fmt::to_string(r.steps.size()), ms(r.time.median_s),
                        ms(r.time.min_s), ms(r.time.max_s), human_bytes(r.bytes_recv_max), human_bytes(r.peak_bytes), algbw_GBps(c, r),
                        busbw_GBps(c, r), r.strategy == "reshard" || !s ? "-" : fmt::format("{:.2f}", *s),
-                       r.strategy == "reshard" || !p ? "-" : fmt::format("{:.2f}-{:.2f}", p->q1, p->q3),
+                       r.strategy == "reshard" || !p ? "-" : fmt::format("{:.2f}-{:.2f}", p->q1, p->q3), r.mismatches,
                        fmt::format("{}{}",
                                    r.verified ? (r.check == "transport" ? "yes (transport)" : "yes")
                                               : fmt::format("NO ({} mismatches)", r.mismatches),

@@ -13,12 +13,17 @@ Runner add_bench_command(CLI::App& app) {
   sub->add_option("--strategies", a->strategies, "Comma list of reshard, naive, greedy_per_axis, exchange, raw")
       ->capture_default_str();
   sub->add_option("--cases", a->cases, "Comma list of case names to run (default: all)");
-  sub->add_option("--iters", a->timing.iters, "Timed iterations per case and strategy")
+  sub->add_option("-n,--iters", a->timing.iters, "Timed iterations per case and strategy")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
-  sub->add_option("--warmup", a->timing.warmup, "Untimed iterations before them (the first is reported apart)")
+  sub->add_option("-w,--warmup", a->timing.warmup, "Untimed iterations before them (the first is reported apart)")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
+  // nccl-tests' sweep: every case scaled along its largest dim to each size (src/bench/sweep.hpp).
+  sub->add_option("-b,--minbytes", a->min_size, "Sweep: smallest per-rank size S, e.g. 1M (K, M, G: powers of 1024)");
+  sub->add_option("-e,--maxbytes", a->max_size, "Sweep: largest per-rank size S, e.g. 64M");
+  sub->add_option("-f,--stepfactor", a->factor, "Sweep: factor between sizes")->capture_default_str();
+  sub->add_option("-d,--datatype", a->dtype, "Element type of every case: f64, f32, f16, bf16, i64, i32, i16, i8, u8");
   sub->add_option("--json", a->json, "Write the rows and the summary as JSON (rank 0)");
   sub->add_option("--csv", a->csv, "Write the rows as CSV (rank 0)");
   sub->add_option("--svg", a->svg, "Write a chart: speedups, bytes received and peak memory (rank 0)");

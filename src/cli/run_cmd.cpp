@@ -16,6 +16,7 @@
 
 #include "commands.hpp"
 #include "../bench/mpi_session.hpp"
+#include "../bench/bandwidth.hpp"
 #include "../bench/mpi_timing.hpp"
 #include "plan_json.hpp"
 #include "reshard/context.hpp"
@@ -74,7 +75,6 @@ struct Outcome {
   std::int64_t raw_bytes_per_rank = 0;
   std::optional<std::int64_t> mismatches;
   std::int64_t workspace_peak = 0;  // max over ranks of bytes the executor allocated
-  std::int64_t dst_bytes_total = 0;  // target shard bytes summed over ranks
 };
 
 // One raw MPI_Alltoall moving the largest source shard from every rank, split evenly.
@@ -118,7 +118,6 @@ Outcome execute(const RunArgs& a, const Inputs& in, Context& ctx, const Plan& pl
   if (a.check) o.mismatches = ctx.count_index_mismatches(in.dst, dst.data(), dst.size(), &in.src);
   if (!a.dump.empty()) dump_shard(a.dump, ctx.device(), dst);
   o.workspace_peak = reduce_all(comm, ctx.executor()->workspace_peak_bytes(), MPI_MAX);
-  o.dst_bytes_total = reduce_all(comm, static_cast<std::int64_t>(dst.size()), MPI_SUM);
   return o;
 }
 
@@ -162,7 +161,6 @@ Outcome execute_nccl(const RunArgs& a, const Inputs& in, Context& ctx, const Pla
   }
   if (!a.dump.empty()) dump_shard(a.dump, me, host);
   o.workspace_peak = reduce_all(comm, exec.workspace_peak_bytes(), MPI_MAX);
-  o.dst_bytes_total = reduce_all(comm, static_cast<std::int64_t>(dst.size()), MPI_SUM);
   explained = exec.explain(plan);
   return o;
 }
@@ -180,8 +178,10 @@ nlohmann::json to_json(const Plan& plan, const Outcome& o, int ranks, const std:
     j["time_median_s"] = o.iters.median_s;
     j["time_min_s"] = o.iters.min_s;
     j["time_max_s"] = o.iters.max_s;
-    // algbw: the target's shard bytes summed over ranks, moved per median iteration.
-    j["algbw_GBps"] = o.iters.median_s > 0 ? static_cast<double>(o.dst_bytes_total) / o.iters.median_s / 1e9 : 0.0;
+    // nccl-tests' definitions, the same as `reshard bench` (src/bench/bandwidth.hpp).
+    j["size_bytes"] = size_bytes(plan.stats);
+    j["algbw_GBps"] = algbw_GBps(size_bytes(plan.stats), o.iters.median_s);
+    j["busbw_GBps"] = busbw_GBps(size_bytes(plan.stats), bus_factor(plan.stats), o.iters.median_s);
   }
   j["workspace_peak_bytes"] = o.workspace_peak;  // measured: max over ranks of bytes allocated
   if (o.raw) {
@@ -209,9 +209,11 @@ void print_readable(const Plan& plan, const Outcome& o, int ranks, const std::st
     fmt::print("  check: {}\n", *o.mismatches ? fmt::format("FAILED, {} elements differ", *o.mismatches) : "ok");
   fmt::print("  first call {}", human_s(o.first_call_s));
   if (o.iters.iters)
-    fmt::print("; per iteration (max over ranks) median {}, min {}, max {} over {} iterations, algbw {:.2f} GB/s",
+    fmt::print("; per iteration (max over ranks) median {}, min {}, max {} over {} iterations, algbw {:.2f} GB/s, "
+               "busbw {:.2f} GB/s",
                human_s(o.iters.median_s), human_s(o.iters.min_s), human_s(o.iters.max_s), o.iters.iters,
-               static_cast<double>(o.dst_bytes_total) / o.iters.median_s / 1e9);
+               algbw_GBps(size_bytes(plan.stats), o.iters.median_s),
+               busbw_GBps(size_bytes(plan.stats), bus_factor(plan.stats), o.iters.median_s));
   fmt::print("\n");
   if (o.raw)
     fmt::print("  raw MPI_Alltoall of {} B per rank: median {}\n", o.raw_bytes_per_rank, human_s(o.raw->median_s));
