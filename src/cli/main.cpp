@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   add(reshard::cli::add_plan_command(app));
   add(reshard::cli::add_run_command(app));
   add(reshard::cli::add_bench_command(app));
+  add(reshard::cli::add_auto_command(app));
+  add(reshard::cli::add_exec_command(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
