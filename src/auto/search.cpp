@@ -170,10 +170,13 @@ class Engine {
   }
 
   std::string signature(const State& s, int after) const {
+    // The raw ids of the live tensors' types (a binary key: it is built for every candidate).
     std::string key;
+    key.reserve(4 * (s.type.size() + s.out_type.size()));
+    auto put = [&](int v) { key.append(reinterpret_cast<const char*>(&v), sizeof v); };
     for (std::size_t t = 0; t < s.type.size(); ++t)
-      if (last_use_[t] > after) key += std::to_string(s.type[t]) + ',';
-    for (int o : s.out_type) key += std::to_string(o) + ';';
+      if (last_use_[t] > after) put(s.type[t]);
+    for (int o : s.out_type) put(o);
     return key;
   }
 
