@@ -12,12 +12,14 @@
 #include <fmt/format.h>
 
 #include "auto_options.hpp"
-#include "mpi_session.hpp"
-#include "mpi_timing.hpp"
+#include "../bench/mpi_session.hpp"
+#include "../bench/mpi_timing.hpp"
 #include "reshard/auto/compute.hpp"
 #include "reshard/context.hpp"
 
 namespace reshard::cli {
+
+using namespace reshard::bench;  // the MPI session and timing shared with `reshard bench`
 
 namespace {
 
