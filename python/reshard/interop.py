@@ -117,7 +117,9 @@ def from_partition_spec(spec: Any, mesh: Any, shape: Sequence[int], dtype: Any, 
     """
     mesh = mesh_from(mesh)
     shape = _check_shape(shape)
-    entries = list(spec)
+    # jax's PartitionSpec refuses iteration when it has unreduced axes: read .partitions there.
+    # Its `reduced` axes are replicated in layout (they concern gradients): nothing to convert.
+    entries = list(spec.partitions) if hasattr(spec, "partitions") else list(spec)
     if len(entries) > len(shape):
         raise ConversionError(f"the PartitionSpec has {len(entries)} entries for an array of rank {len(shape)}")
     entries += [None] * (len(shape) - len(entries))

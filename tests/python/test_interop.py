@@ -250,6 +250,14 @@ def test_jax_partition_spec_objects():
     assert reshard.from_partition_spec(P(("x", "y"), None), mesh, (30, 7), "f32") == reshard.Type("f32[30{x,y},7]", mesh)
     spec = reshard.to_partition_spec(reshard.Type("f32[8{y}, 4{x}]", mesh), jax=True)
     assert isinstance(spec, P) and tuple(spec) == ("y", "x")
+    t = reshard.Type("f32[8{x}, 4] sum{y}", mesh)
+    try:
+        spec = reshard.to_partition_spec(t, jax=True)
+    except ConversionError:
+        pytest.skip("this jax's PartitionSpec has no unreduced axes")
+    assert isinstance(spec, P) and set(spec.unreduced) == {"y"}
+    assert reshard.from_partition_spec(spec, mesh, t.shape, t.dtype) == t
+    assert reshard.from_partition_spec(P("x", unreduced={"y"}), mesh, (8, 4), "f32") == t
 
 
 def test_blocks_are_dtensors_own():
