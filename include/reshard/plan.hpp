@@ -44,7 +44,8 @@ struct PlanStats {
   std::int64_t bytes_recv_max = 0;          // max over devices of bytes received, all steps
   std::int64_t lower_bound_bytes = -1;      // max over devices of target bytes not held; -1 if
                                             // the source has a pending reduction
-  std::int64_t workspace_bytes = 0;         // executor scratch beyond input and output
+  std::int64_t workspace_bytes = 0;         // max over devices of what the executor allocates
+                                            // beyond input and output (MPI; workspace.hpp)
   std::vector<std::int64_t> step_bytes_recv_max;  // per step, max over devices
   double est_time_s = 0;                    // cost model estimate
 };
@@ -65,9 +66,10 @@ struct Plan {
   }
 };
 
-// Computes `plan.stats` exactly by routing every step on every device. O(steps * devices *
-// group size); call once per plan (plans are cached). Throws Error on meshes of more than
-// kMaxExactStatsDevices devices.
+// Computes `plan.stats` exactly over every device: bytes received and the lower bound from each
+// device's blocks (O(steps * devices * rank)); the workspace as the executor allocates it on an
+// MPI transport (workspace.hpp), routing one group of each class of alike groups. Call once per
+// plan (plans are cached). Throws Error on meshes of more than kMaxExactStatsDevices devices.
 constexpr int kMaxExactStatsDevices = 1 << 22;
 void analyze(Plan& plan);
 

@@ -2,8 +2,9 @@
 
 #include <algorithm>
 
+#include "indexed.hpp"
 #include "reshard/error.hpp"
-#include "reshard/route.hpp"
+#include "reshard/workspace.hpp"
 
 namespace reshard {
 
@@ -28,9 +29,12 @@ BufferPlan buffer_plan(const Plan& plan) {
   const Mesh& m = plan.mesh;
   // The output buffer can hold an intermediate only where it fits on every device: with
   // uneven blocks a device's own target shard may be smaller than its intermediate.
+  std::vector<std::int64_t> dst_bytes;
   auto fits_output = [&](const Type& t) {
-    for (int d = 0; d < m.num_devices(); ++d)
-      if (t.local_bytes(m, d) > plan.dst.local_bytes(m, d)) return false;
+    if (dst_bytes.empty()) dst_bytes = local_bytes_per_device(plan.dst, m);
+    std::vector<std::int64_t> b = local_bytes_per_device(t, m);
+    for (std::size_t d = 0; d < b.size(); ++d)
+      if (b[d] > dst_bytes[d]) return false;
     return true;
   };
   for (int k = n - 2; k >= 0; --k) {
@@ -44,6 +48,41 @@ BufferPlan buffer_plan(const Plan& plan) {
   return bp;
 }
 
+namespace {
+
+// Bytes a device receives in one step, from its blocks alone (what its route delivers from
+// other devices; docs/stats.md). `in` and `out` are the step's types, `g` its group size.
+struct StepRecv {
+  const Step& step;
+  detail::IndexedType in, out;
+  std::int64_t g = 1, elem = 1;
+
+  StepRecv(const Mesh& m, const Step& s) : step(s), in(s.in, m), out(s.out, m) {
+    for (const auto& a : s.axes) g *= m.axis_size(a);
+    elem = static_cast<std::int64_t>(size_of(s.in.dtype));
+  }
+  std::int64_t operator()(const Mesh& m, const std::vector<int>& c) const {
+    if (!step.communicates()) return 0;
+    std::int64_t want = 1, held = 1, have = 1;
+    for (int d = 0; d < static_cast<int>(in.dims.size()); ++d) {
+      Interval o = out.interval(d, c, m), i = in.interval(d, c, m);
+      want *= o.extent();
+      have *= i.extent();
+      held *= std::max<std::int64_t>(0, std::min(o.hi, i.hi) - std::max(o.lo, i.lo));
+    }
+    if (step.op == Op::all_reduce) {
+      // Counted as a ring all-reduce moves it: 2 (g-1)/g of the array.
+      std::int64_t b = have * elem;
+      return g > 1 ? b / g * 2 * (g - 1) + b % g * 2 * (g - 1) / g : 0;  // exact, no overflow
+    }
+    if (step.op == Op::reduce_scatter) return (g - 1) * want * elem;  // its share from every other member
+    // A device takes from itself what its in-block holds and everything else from others.
+    return (want - held) * elem;
+  }
+};
+
+}  // namespace
+
 void analyze(Plan& plan) {
   const Mesh& m = plan.mesh;
   PlanStats& st = plan.stats;
@@ -51,58 +90,38 @@ void analyze(Plan& plan) {
   st.src_local_bytes = plan.src.max_local_bytes(m);
   st.dst_local_bytes = plan.dst.max_local_bytes(m);
   st.max_intermediate_bytes = std::max(st.src_local_bytes, st.dst_local_bytes);
-  std::int64_t elem = static_cast<std::int64_t>(size_of(plan.src.dtype));
-  int P = m.num_devices();
-  // Exact figures visit every device per step and hold a counter per device: refused beyond
+  const int P = m.num_devices();
+  // Exact figures visit every device per step and hold a few arrays per device: refused beyond
   // kMaxExactStatsDevices rather than running for minutes into gigabytes.
   if (P > kMaxExactStatsDevices)
     throw Error(fmt::format("exact plan statistics visit every device; mesh {} has {} devices, over the limit of {} "
                             "(synthesize with SynthOptions::exact_stats = false)", m, P, kMaxExactStatsDevices));
-  std::vector<std::int64_t> recv(P, 0);
-  std::int64_t staging = 0;
-  // Devices whose routes are built to size the staging buffers: all of them on meshes of up
-  // to 256 devices, an even spread beyond (routing a device costs O(group size)).
-  int stride = std::max(1, P / 256);
+  std::vector<StepRecv> steps;
   for (const Step& step : plan.steps) {
     st.max_intermediate_bytes = std::max(st.max_intermediate_bytes, step.out.max_local_bytes(m));
-    std::int64_t g = 1;
-    for (const auto& a : step.axes) g *= m.axis_size(a);
-    std::int64_t worst = 0;
-    for (int d = 0; d < P; ++d) {
-      std::int64_t got = 0;
-      if (!step.communicates()) {
-        got = 0;
-      } else if (step.op == Op::all_reduce) {
-        // Counted as a ring all-reduce moves it: 2 (g-1)/g of the array.
-        std::int64_t b = step.in.local_bytes(m, d);
-        got = g > 1 ? b / g * 2 * (g - 1) + b % g * 2 * (g - 1) / g : 0;  // exact, no overflow
-      } else if (step.op == Op::reduce_scatter) {
-        got = (g - 1) * step.out.local_bytes(m, d);  // its share from every other member
-      } else {
-        // A device takes from itself what its in-block holds and everything else from others.
-        Box want = step.out.block(m, d);
-        got = (want.volume() - intersect(want, step.in.block(m, d)).volume()) * elem;
-      }
-      recv[d] += got;
-      worst = std::max(worst, got);
-      if (d % stride == 0) {
-        Staging s = staging_of(m, step, route(m, step, d), d);
-        staging = std::max(staging, s.send_bytes + s.recv_bytes);
-      }
-    }
-    st.step_bytes_recv_max.push_back(worst);
+    steps.emplace_back(m, step);
   }
-  st.bytes_recv_max = P ? *std::max_element(recv.begin(), recv.end()) : 0;
-  if (plan.src.op == ReduceOp::none) {
-    st.lower_bound_bytes = 0;
-    for (int d = 0; d < P; ++d) {
-      Box want = plan.dst.block(m, d);
-      std::int64_t miss = want.volume() - intersect(want, plan.src.block(m, d)).volume();
-      st.lower_bound_bytes = std::max(st.lower_bound_bytes, miss * elem);
+  st.step_bytes_recv_max.assign(steps.size(), 0);
+  // One sweep over the devices: each device's figures come from its coordinates alone.
+  const bool lower_bound = plan.src.op == ReduceOp::none;
+  const Step whole{Op::exchange, plan.src, plan.dst, {}, {}, LocalKind::relabel};  // what it lacks
+  const StepRecv lacks(m, whole);
+  std::vector<int> all(m.num_axes()), c(m.num_axes(), 0);
+  for (int a = 0; a < m.num_axes(); ++a) all[a] = a;
+  st.lower_bound_bytes = lower_bound ? 0 : -1;
+  do {
+    std::int64_t total = 0;
+    for (std::size_t k = 0; k < steps.size(); ++k) {
+      std::int64_t got = steps[k](m, c);
+      total += got;
+      st.step_bytes_recv_max[k] = std::max(st.step_bytes_recv_max[k], got);
     }
-  }
-  BufferPlan bp = buffer_plan(plan);
-  st.workspace_bytes = bp.scratch_bytes[1] + bp.scratch_bytes[2] + staging;
+    st.bytes_recv_max = std::max(st.bytes_recv_max, total);
+    if (lower_bound) st.lower_bound_bytes = std::max(st.lower_bound_bytes, lacks(m, c));
+  } while (detail::next_coords(c, all, m));
+  if (P == 0) st.bytes_recv_max = 0;
+  std::vector<std::int64_t> ws = workspace_per_device(plan);
+  st.workspace_bytes = ws.empty() ? 0 : *std::max_element(ws.begin(), ws.end());
 }
 
 std::string to_string(const Step& s) {

@@ -10,20 +10,16 @@
 #include "fault.hpp"
 #include "reshard/error.hpp"
 #include "reshard/route.hpp"
+#include "reshard/workspace.hpp"
 #include "step_exec.hpp"
 
 namespace reshard {
 
 namespace {
-constexpr int kInput = -1;    // the caller's input; slot 0 is the caller's output
-constexpr int kSlots = 3;     // 0: output, 1-2: BufferPlan scratch
-constexpr int kStaging = -2;  // the staging buffer, for what no free slot can hold
-
-// Where a step's send or receive staging lives: a byte offset into a slot or the staging buffer.
-struct Place {
-  int slot = kStaging;
-  std::int64_t offset = 0;
-};
+constexpr int kInput = kInputSlot;      // the caller's input; slot 0 is the caller's output
+constexpr int kSlots = kNumSlots;       // 0: output, 1-2: BufferPlan scratch
+constexpr int kStaging = kStagingSlot;  // the staging buffer, for what no free slot can hold
+using Place = StagingPlace;             // where a step's send or receive staging lives
 
 // A workspace buffer: host memory, or device memory for device execution.
 struct Work {
@@ -139,28 +135,13 @@ void assign_slots(const Plan& plan, Executor::Prepared& p) {
   }
 }
 
-// Staging goes where nothing lives during the step: a step reads only its input slot and
-// writes only its output slot, so the caller's output buffer and the other scratch slots
-// are free then. What fits nowhere goes to the staging buffer. Returns that buffer's size.
+// Staging goes where nothing lives during the step (reshard::place_staging, the same rule
+// the plan's workspace figure is computed with). Returns the dedicated staging buffer's size.
 std::int64_t place_staging(const Plan& plan, Executor::Prepared& p) {
   const auto elem = static_cast<std::int64_t>(size_of(plan.src.dtype));
-  std::int64_t staging = 0;
-  for (std::size_t k = 0; k < p.steps.size(); ++k) {
-    std::int64_t used[kSlots] = {}, dedicated = 0;
-    auto place = [&](std::int64_t bytes) {
-      for (int s = 0; s < kSlots && bytes; ++s)
-        if (s != p.in_slot[k] && s != p.out_slot[k] && p.capacity[s] - used[s] >= bytes) {
-          used[s] += bytes;
-          return Place{s, used[s] - bytes};
-        }
-      dedicated += bytes;
-      return Place{kStaging, dedicated - bytes};
-    };
-    p.send_at.push_back(place(p.steps[k].send_stage * elem));
-    p.recv_at.push_back(place(p.steps[k].recv_stage * elem));
-    staging = std::max(staging, dedicated);
-  }
-  return staging;
+  std::vector<StepStaging> bytes;
+  for (const exec::StepExec& s : p.steps) bytes.push_back({s.send_stage * elem, s.recv_stage * elem});
+  return reshard::place_staging(p.in_slot, p.out_slot, p.capacity, bytes, &p.send_at, &p.recv_at);
 }
 
 Work allocate(std::int64_t bytes, std::int64_t& total, bool device) {

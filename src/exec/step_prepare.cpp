@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "reshard/route.hpp"
+#include "reshard/workspace.hpp"
 #include "step_exec.hpp"
 
 namespace reshard::exec {
@@ -126,46 +127,13 @@ void fill_segments(StepExec& s, int group_size) {
   for (const Xfer& x : s.recvs) s.recv_segs[x.peer] = {x.at, x.count};
 }
 
-// Routing every member costs O(group^2); larger all-gathers take Alltoallv, which fits any route.
-constexpr std::size_t kMaxCheckedGroup = 256;
-
-// Allgatherv fits when every member sends one box to every member (or nothing at all) and
-// every member can receive every box in place. Fills each member's box.
+// Allgatherv and the reductions fit by the rules of workspace.hpp (allgather_fits,
+// reduction_fits), which the plan's workspace figure follows too.
 bool allgather_fits(const Ctx& c, std::vector<Box>& contrib) {
-  const std::size_t g = c.members.size();
-  if (g > kMaxCheckedGroup) return false;
-  std::vector<DeviceRoute> routes(g);
-  Box nothing;  // of the array's rank (a Box without dims is a scalar: one element)
-  nothing.dims.assign(c.step.in.dims.size(), Interval{});
-  contrib.assign(g, nothing);
-  std::size_t senders = 0;
-  for (std::size_t i = 0; i < g; ++i) {
-    routes[i] = route(c.mesh, c.step, c.members[i]);
-    const auto& sends = routes[i].sends;
-    if (sends.empty()) continue;
-    if (sends.size() != g) return false;
-    for (const Transfer& t : sends)
-      if (t.box != sends.front().box) return false;
-    contrib[i] = sends.front().box;
-    ++senders;
-  }
-  for (std::size_t i = 0; i < g; ++i) {
-    Box out = c.step.out.block(c.mesh, c.members[i]);
-    if (routes[i].recvs.size() != senders) return false;
-    for (const Transfer& t : routes[i].recvs)
-      if (t.box != contrib[c.rank_of(t.peer)] || !contiguous_in(t.box, out)) return false;
-  }
-  return true;
-}
-
-// Reduce_scatter and Allreduce fit when all members hold the same in-block (then every
-// member sends every receiver the same box); Allreduce also needs out-block = in-block.
-bool reduction_fits(const Ctx& c, bool all_reduce) {
-  for (int m : c.members) {
-    if (c.step.in.block(c.mesh, m) != c.in_block) return false;
-    if (all_reduce && c.step.out.block(c.mesh, m) != c.in_block) return false;
-  }
-  return true;
+  if (c.members.size() > kMaxCheckedGroup) return false;
+  std::vector<DeviceRoute> routes;
+  for (int m : c.members) routes.push_back(m == c.me ? c.route : route(c.mesh, c.step, m));
+  return reshard::allgather_fits(c.mesh, c.step, c.members, routes, contrib);
 }
 
 void prepare_local(const Ctx& c, StepExec& s) {
@@ -256,7 +224,7 @@ void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only) {
   s.group = &comm.group(c.step.axes);
   c.members = group_of(c.mesh, c.step.axes, c.me);
   const bool all_reduce = c.step.op == Op::all_reduce;
-  if (!reduction_fits(c, all_reduce)) return prepare_reduce_p2p(c, s, comm);
+  if (!reshard::reduction_fits(c.mesh, c.step, c.members, c.in_block)) return prepare_reduce_p2p(c, s, comm);
   if (!all_reduce) return prepare_reduce_scatter(c, s);
   s.mode = Mode::allreduce;
   s.count = c.in_block.volume();
