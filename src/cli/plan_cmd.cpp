@@ -15,15 +15,18 @@ namespace reshard::cli {
 
 namespace {
 
-// --svg FILE and --show (src/plan_picture).
+// --svg FILE and --show (src/plan_picture): the mesh sizes they draw, checked before any output.
+void check_pictures(const Mesh& mesh, const std::string& svg, bool show) {
+  constexpr int kMaxShow = 64, kMaxSvg = 1024;
+  const int n = mesh.num_devices();
+  if (show && n > kMaxShow)
+    throw Error(fmt::format("--show draws meshes of up to {} devices; {} has {} (use --svg)", kMaxShow, mesh, n));
+  if (!svg.empty() && n > kMaxSvg)
+    throw Error(fmt::format("--svg draws meshes of up to {} devices; {} has {}", kMaxSvg, mesh, n));
+}
+
 void write_pictures(const Plan& plan, const std::string& svg, bool show) {
   if (svg.empty() && !show) return;
-  constexpr int kMaxShow = 64, kMaxSvg = 1024;
-  const int n = plan.mesh.num_devices();
-  if (show && n > kMaxShow)
-    throw Error(fmt::format("--show draws meshes of up to {} devices; {} has {} (use --svg)", kMaxShow, plan.mesh, n));
-  if (!svg.empty() && n > kMaxSvg)
-    throw Error(fmt::format("--svg draws meshes of up to {} devices; {} has {}", kMaxSvg, plan.mesh, n));
   const picture::View view = picture::view_of(plan);
   if (show) fmt::print("\n{}", picture::to_text(view));
   if (!svg.empty()) {
@@ -55,6 +58,7 @@ Runner add_plan_command(CLI::App& app) {
   sub->add_flag("--show", args->show, "Print the blocks each device holds after every step (meshes up to 64 devices)");
   return [args] {
     Mesh mesh = Mesh::parse(args->mesh);
+    check_pictures(mesh, args->svg, args->show);
     Type src = Type::parse(args->from, mesh), dst = Type::parse(args->to, mesh);
     SynthOptions opts;
     opts.strategy = strategy_from_name(args->strategy);

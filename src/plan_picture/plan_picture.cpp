@@ -152,6 +152,8 @@ std::string to_text(const View& v, int max_rows, int max_cols) {
   std::string out = fmt::format("plan picture on mesh {} ({} devices)", v.mesh, v.devices);
   if (rank == 2) out += fmt::format("; rows: dim {} ({}), columns: dim {} ({})", v.dims[0], n0, v.dims[1], n1);
   else if (rank == 1) out += fmt::format("; dim {} ({}) left to right", v.dims[0], n0);
+  if (const int r = v.frames.front().type.rank(); r > 2)
+    out += fmt::format(" ({} dims not shown: devices that differ only there share a block)", r - 2);
   out += fmt::format("; one letter per block, {} x {} cells\n", rows, cols);
   for (const Frame& f : v.frames) {
     if (f.blocks.size() > kLetters.size())
@@ -209,6 +211,7 @@ std::string to_svg(const View& v) {
                                 : std::string("a scalar");
   s += fmt::format("<text x=\"20\" y=\"24\" font-size=\"16\" font-weight=\"bold\">Blocks per device on mesh {} ({} devices)</text>\n",
                    xml_escape(v.mesh), v.devices);
+  if (const int r = v.frames.front().type.rank(); r > 2) sub += fmt::format(" ({} dims not shown)", r - 2);
   s += fmt::format("<text x=\"20\" y=\"42\" font-size=\"12\" fill=\"#444\">{}; numbers: the devices holding each block; "
                    "colour: its first holder</text>\n", xml_escape(sub));
   for (std::size_t i = 0; i < v.frames.size(); ++i) {
