@@ -188,3 +188,22 @@ TEST_CASE("no baseline beats the reshard plan by the cost model on the public su
     }
   }
 }
+
+// On every public and benchmark case the reshard plan receives no more bytes than the per-axis
+// greedy baseline, and reaches the lower bound where a case is marked tight.
+TEST_CASE("public and benchmark cases: no more bytes than greedy_per_axis, the bound where tight") {
+  int n = 0;
+  for (const char* file : {RESHARD_CASES_DIR "/public.txt", RESHARD_SUITES_DIR "/bench.txt",
+                           RESHARD_SUITES_DIR "/bench_extra.txt", RESHARD_SUITES_DIR "/bench_tiny.txt"}) {
+    for (const Case& c : read_cases(file)) {
+      INFO(file << ": " << c.name);
+      Plan p = make(c.mesh.c_str(), c.from.c_str(), c.to.c_str());
+      Plan g = make(c.mesh.c_str(), c.from.c_str(), c.to.c_str(), Strategy::greedy_per_axis);
+      INFO(p << "\ngreedy_per_axis:\n" << g);
+      CHECK(p.stats.bytes_recv_max <= g.stats.bytes_recv_max);
+      if (c.tight) CHECK(p.stats.bytes_recv_max == p.stats.lower_bound_bytes);
+      ++n;
+    }
+  }
+  CHECK(n > 40);
+}

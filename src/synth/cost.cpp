@@ -138,7 +138,17 @@ std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step) {
   double g = 1;
   for (const auto& a : step.axes) g *= mesh.axis_size(a);
   switch (step.op) {
-    case Op::all_gather: return std::max<std::int64_t>(0, out - in);
+    case Op::all_gather: {
+      // A device keeps its in-block and receives the rest of its out-block: at most the
+      // largest out-block less the smallest in-block (the last block along every dim, which
+      // one device holds; with uneven blocks it is short or empty).
+      std::int64_t in_min = static_cast<std::int64_t>(size_of(step.in.dtype));
+      for (int d = 0; d < step.in.rank(); ++d) {
+        std::int64_t k = step.in.num_blocks(mesh, d);
+        in_min *= ceil_block(step.in.dims[d].size, k, k - 1).extent();
+      }
+      return std::max<std::int64_t>(0, out - in_min);
+    }
     case Op::all_to_all: {
       // With even blocks a device keeps 1/g of its out-block (g: the axes that change dim)
       // when every dim only loses or only gains minor axes. A dim that does both (axes
@@ -160,7 +170,9 @@ std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step) {
       return static_cast<std::int64_t>(out * (1 - 1 / (moved > 1 ? moved : g)));
     }
     case Op::permute: return out;
-    case Op::reduce_scatter: return static_cast<std::int64_t>(in * (1 - 1 / g));
+    // Each other member sends a device its share of the out-block; with uneven blocks the
+    // largest share is more than in / g.
+    case Op::reduce_scatter: return static_cast<std::int64_t>((g - 1) * static_cast<double>(out));
     case Op::all_reduce: return static_cast<std::int64_t>(2 * in * (1 - 1 / g));
     default: break;
   }
