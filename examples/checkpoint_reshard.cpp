@@ -46,6 +46,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -54,6 +55,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -178,10 +180,57 @@ std::string manifest_text(const Manifest& m) {
   return text + "\n ]\n}\n";
 }
 
+// Limits of what a manifest may be: the reader refuses more, by name, instead of recursing
+// off the stack (nlohmann's parser recurses per nesting level) or reading without end.
+constexpr int kMaxManifestDepth = 16;                        // a real manifest nests 4 deep
+constexpr idx kMaxManifestBytes = idx{64} << 20;            // ~300 bytes per file entry
+
+// The deepest nesting of arrays and objects in `text` (strings skipped), found without
+// recursion; stops counting at `limit + 1`.
+int json_depth(const std::string& text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// An integer field in [lo, hi]: JSON numbers such as 64.5 or 2^40 for an int are refused, not
+// truncated.
+idx integer_field(const nlohmann::json& v, const std::string& what, idx lo, idx hi) {
+  if (!v.is_number_integer()) throw std::runtime_error(fmt::format("{} {} is not an integer", what, v.dump()));
+  if (v.is_number_unsigned() ? v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi) : (v.get<idx>() < lo || v.get<idx>() > hi))
+    throw std::runtime_error(fmt::format("{} {} is out of range [{}, {}]", what, v.dump(), lo, hi));
+  return v.get<idx>();
+}
+
+std::vector<idx> integer_list(const nlohmann::json& v, const std::string& what, idx lo, idx hi) {
+  if (!v.is_array()) throw std::runtime_error(fmt::format("{} {} is not a list", what, v.dump()));
+  std::vector<idx> r;
+  for (const auto& x : v) r.push_back(integer_field(x, what, lo, hi));
+  return r;
+}
+
 // Parses and checks a manifest: everything that can be known without touching the shard files.
 // Throws std::runtime_error naming the problem.
 Manifest parse_manifest(const std::string& text) {
   nlohmann::json j;
+  if (static_cast<idx>(text.size()) > kMaxManifestBytes)
+    throw std::runtime_error(fmt::format("{} bytes, over the limit of {}", text.size(), kMaxManifestBytes));
+  if (int depth = json_depth(text, kMaxManifestDepth); depth > kMaxManifestDepth)
+    throw std::runtime_error(fmt::format("nested more than {} levels deep", kMaxManifestDepth));
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
@@ -209,7 +258,7 @@ Manifest parse_manifest(const std::string& text) {
     }
     if (field(j, "dtype").get<std::string>() != reshard::name_of(m.type.dtype))
       throw std::runtime_error(fmt::format("dtype {} does not match the type {}", field(j, "dtype").dump(), m.type));
-    if (field(j, "shape").get<std::vector<idx>>() != m.type.global_shape())
+    if (integer_list(field(j, "shape"), "shape entry", 0, std::numeric_limits<idx>::max()) != m.type.global_shape())
       throw std::runtime_error(fmt::format("shape {} does not match the type {}", field(j, "shape").dump(), m.type));
     if (m.type.op != reshard::ReduceOp::none)
       throw std::runtime_error(fmt::format("type {} has a reduce clause; checkpoints hold reduced values", m.type));
@@ -219,8 +268,11 @@ Manifest parse_manifest(const std::string& text) {
     for (const auto& f : field(j, "files")) {
       FileEntry e;
       e.name = field(f, "file").get<std::string>();
-      e.device = field(f, "device").get<int>();
-      e.bytes = field(f, "bytes").get<idx>();
+      if (std::any_of(e.name.begin(), e.name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+        throw std::runtime_error(fmt::format("file name {} holds a control character (NUL included)", field(f, "file").dump()));
+      e.device = static_cast<int>(integer_field(field(f, "device"), fmt::format("file {}: device", e.name), 0,
+                                                m.mesh.num_devices() - 1));
+      e.bytes = integer_field(field(f, "bytes"), fmt::format("file {}: bytes", e.name), 0, std::numeric_limits<idx>::max());
       const std::string crc = field(f, "crc32").get<std::string>();
       std::size_t used = 0;
       try {
@@ -230,7 +282,7 @@ Manifest parse_manifest(const std::string& text) {
       }
       if (used == 0 || used != crc.size() || crc.size() > 8) throw std::runtime_error(fmt::format("file {}: crc32 \"{}\" is not hexadecimal", e.name, crc));
       for (const auto& iv : field(f, "box")) {
-        const auto p = iv.get<std::vector<idx>>();
+        const auto p = integer_list(iv, fmt::format("file {}: box bound", e.name), 0, std::numeric_limits<idx>::max());
         if (p.size() != 2) throw std::runtime_error(fmt::format("file {}: box {} is not a list of [lo, hi]", e.name, field(f, "box").dump()));
         e.box.dims.push_back({p[0], p[1]});
       }
@@ -283,6 +335,25 @@ std::string pread_all(int fd, const fs::path& path, void* out, std::size_t n, id
     p += r, n -= static_cast<std::size_t>(r), offset += r;
   }
   return {};
+}
+
+// Reads a whole regular file of at most `limit` bytes into `out`; an error message, or empty.
+// Opened without blocking and checked with fstat first: a FIFO (whose open and read wait for a
+// writer) or a link to a device such as /dev/zero (endless) is refused, not read.
+std::string read_regular_file(const fs::path& path, idx limit, std::string& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return fmt::format("{} cannot be opened: {}", path.filename().string(), std::strerror(errno));
+  struct stat st {};
+  std::string err;
+  if (::fstat(fd, &st) != 0) err = fmt::format("{}: fstat failed: {}", path.filename().string(), std::strerror(errno));
+  else if (!S_ISREG(st.st_mode)) err = fmt::format("{} is not a regular file (a FIFO, device or directory)", path.filename().string());
+  else if (st.st_size > limit) err = fmt::format("{} has {} bytes, over the limit of {}", path.filename().string(), st.st_size, limit);
+  if (err.empty()) {
+    out.resize(static_cast<std::size_t>(st.st_size));
+    err = pread_all(fd, path, out.data(), out.size(), 0);
+  }
+  ::close(fd);
+  return err;
 }
 
 // CRC-32 of a whole file.
@@ -404,12 +475,9 @@ Loaded load(reshard::Context& ctx, MPI_Comm world, const Type& target, const fs:
   // 1. Rank 0 reads and checks the manifest and the files' presence and sizes.
   std::string text, err;
   if (me == 0) {
-    std::ifstream in(manifest_path, std::ios::binary);
-    std::ostringstream s;
-    if (in) s << in.rdbuf();
-    text = s.str();
     try {
-      if (!in) throw std::runtime_error("manifest.json cannot be read (missing?)");
+      if (std::string e = read_regular_file(manifest_path, kMaxManifestBytes, text); !e.empty())
+        throw std::runtime_error(e);
       Manifest m;
       try {
         m = parse_manifest(text);
@@ -420,6 +488,8 @@ Loaded load(reshard::Context& ctx, MPI_Comm world, const Type& target, const fs:
         std::error_code ec;
         const auto size = fs::file_size(dir / f.name, ec);
         if (ec) throw std::runtime_error(fmt::format("file {} is missing or unreadable: {}", f.name, ec.message()));
+        if (!fs::is_regular_file(dir / f.name, ec))  // a FIFO or a device would block or never end
+          throw std::runtime_error(fmt::format("file {} is not a regular file", f.name));
         if (static_cast<idx>(size) != f.bytes)
           throw std::runtime_error(fmt::format("file {} has {} bytes, the manifest says {}", f.name, size, f.bytes));
       }
@@ -582,7 +652,8 @@ bool run_selftest(MPI_Comm world, const fs::path& dir) {
     }
     MPI_Barrier(world);
     ok &= expect_failure(world, what, expect, a, tp_half, type_text);
-    if (me == 0) {  // undo
+    if (me == 0) {  // undo (the damage may have put a FIFO or a link in the manifest's place)
+      fs::remove(manifest);
       write_file(manifest, good.data(), good.size());
       fs::rename(backup, a / last);
     }
@@ -627,6 +698,19 @@ bool run_selftest(MPI_Comm world, const fs::path& dir) {
          },
          "entry missing", "no file holds device");
   damage(edit("{", "["), "not JSON", "not valid JSON");
+  // Hostile manifests (issue 15): refused by name, never a crash, a hang or a truncation.
+  damage([&] {
+           const std::string t = std::string(200000, '[') + std::string(200000, ']');
+           write_file(manifest, t.data(), t.size());
+         },
+         "nested 200,000 deep", "nested more than");
+  damage([&] { fs::remove(manifest); ::mkfifo(manifest.c_str(), 0600); }, "manifest is a FIFO", "is not a regular file");
+  damage([&] { fs::remove(manifest); fs::create_symlink("/dev/zero", manifest); }, "manifest links to /dev/zero",
+         "is not a regular file");
+  damage(edit("\"shape\": [1024,256]", "\"shape\": [1024,64.5]"), "fractional shape", "is not an integer");
+  damage(edit("\"device\":0", "\"device\":1099511627776"), "device 2^40", "is out of range");
+  damage(edit(fmt::format("\"file\":\"{}\"", file_name(0)), "\"file\":\"shard\\u0000.bin\""), "NUL in a file name",
+         "control character");
   damage([] {}, "target does not fit", "does not fit the checkpoint", "f32[1024, 255{tp}]");
   if (me == 0) fmt::print("selftest: {}\n", ok ? "ok" : "FAILED");
   return ok;
