@@ -2,6 +2,7 @@
 // before any data moves (and before any buffer is read past: the ASan build runs this too),
 // Context refuses MPI_COMM_NULL and a NaN timeout.
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include <catch2/catch.hpp>
@@ -81,4 +82,24 @@ TEST_CASE("Context refuses MPI_COMM_NULL and a NaN or huge timeout", "[hardening
   inf.timeout_s = std::numeric_limits<double>::infinity();
   CHECK_THROWS_WITH(Context(m, MPI_COMM_WORLD, {}, inf), Contains("timeout_s = inf"));
   CHECK_NOTHROW(Context(m));
+}
+
+// Run by leave_early.cmake only (hidden tag): rank 1 leaves after the first reshard (it ends
+// MPI and returns) while the others call a second one. Their deadline must end the job with
+// rank 1 named, not leave them waiting.
+TEST_CASE("a rank that leaves early is named", "[.leave_early]") {
+  const int np = test::world_size(), me = test::world_rank();
+  ExecOptions eo;
+  eo.timeout_s = 3;
+  Context ctx(Mesh({{"x", np}}), MPI_COMM_WORLD, {}, eo);
+  Type s = Type::parse("f32[12{x},3]", ctx.mesh()), d = Type::parse("f32[12,3{x}]", ctx.mesh());
+  auto plan = ctx.plan(s, d);
+  std::vector<float> in(ctx.local_elements(s)), out(ctx.local_elements(d));
+  ctx.reshard(*plan, in.data(), in.size() * 4, out.data(), out.size() * 4);
+  if (me == 1) {
+    std::fprintf(stderr, "rank 1 leaves early\n");
+    return;
+  }
+  ctx.reshard(*plan, in.data(), in.size() * 4, out.data(), out.size() * 4);
+  FAIL("the second reshard returned without rank 1");
 }
