@@ -79,6 +79,8 @@ class Context {
   std::int64_t count_index_mismatches(const Type& type, const void* local, std::size_t bytes,
                                       const Type* source = nullptr);
 
+  // The plan cache (limit: PlanCache::set_limit_bytes). Local.
+  PlanCache& plan_cache() { return plans_; }
   // Null on ranks outside the mesh.
   Executor* executor() { return exec_.get(); }
   Communicator* communicator() { return comm_.get(); }

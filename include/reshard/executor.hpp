@@ -18,8 +18,10 @@
 // box copy. The caller's input is never written. Workspace: BufferPlan's scratch slots (plus
 // one where this device's uneven output is smaller than an intermediate BufferPlan puts in
 // it), and staging, which goes into whichever buffer is idle during the step (the caller's
-// output included) before a staging buffer of its own. Allocated once per plan, kept for
-// later calls (cached by the plan's fingerprint), and reported as bytes actually allocated.
+// output included) before a staging buffer of its own. Prepared once per plan and kept for
+// later calls (cached by the plan's fingerprint, least recently used out beyond
+// ExecOptions::prepared_cache_bytes); the buffers are one pool shared by every plan, grown to
+// the largest need, so a loop over many shapes holds the largest plan's workspace, not the sum.
 //
 // Device buffers (ExecOptions::memory): the same plans, steps and staging choices, with the
 // local work as CUDA kernels on a stream and the workspace in device memory.
@@ -28,6 +30,7 @@
 // pass the same plan (checked, see below). Thread safety: none; one thread at a time.
 #include <cstddef>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,6 +72,12 @@ struct ExecOptions {
   // work is enqueued on the stream; later work on that stream is ordered after it, and the
   // caller synchronizes before reading the output elsewhere.
   bool synchronize = true;
+  // Bytes of prepared state (each plan's routes, collective arguments and MPI datatypes, as
+  // charged by a figure every device computes alike) kept for later calls; beyond it the least
+  // recently used plans are dropped and prepared again when they come back. Their workspace is
+  // not counted here: it is one pool shared by all plans, as large as the largest plan needs.
+  // The default holds thousands of everyday plans (a few KiB each).
+  std::int64_t prepared_cache_bytes = std::int64_t{64} << 20;
 };
 
 class Executor {
@@ -100,13 +109,22 @@ class Executor {
     execute(*plan, in, in_bytes, out, out_bytes);
   }
 
-  // Workspace bytes this device allocated for `plan` (0 before its first execute).
+  // Workspace bytes `plan` needs on this device (scratch and staging; 0 before its first
+  // execute or after its prepared state was dropped). Plans share one pool of workspace.
   std::int64_t workspace_bytes(const Plan& plan) const;
+  // Bytes the shared workspace pool holds now: per buffer, the most any prepared plan needed.
+  std::int64_t workspace_held_bytes() const;
   // High-water mark of workspace bytes held at once, over all plans, since construction or
   // release_workspace().
   std::int64_t workspace_peak_bytes() const { return peak_; }
-  // Frees every plan's workspace (prepared state is rebuilt on the next execute).
+  // Frees the workspace pool and every plan's prepared state (rebuilt on the next execute).
   void release_workspace();
+  // The prepared-state cache (ExecOptions::prepared_cache_bytes): bytes charged now, plans
+  // held, plans dropped so far; a new limit drops plans at once. Every device must set the same.
+  std::int64_t prepared_cache_bytes() const { return state_bytes_; }
+  std::size_t prepared_plans() const { return prepared_.size(); }
+  std::int64_t prepared_evictions() const { return evictions_; }
+  void set_prepared_cache_bytes(std::int64_t limit);
   // How this device runs each step of `plan`, one line per step: the call chosen (allgatherv,
   // alltoallv, alltoall_p2p, reduce_scatter, allreduce, p2p, p2p_reduce or local), what is staged, and
   // which buffers it reads and writes. Empty before the plan's first execute. Local.
@@ -117,7 +135,10 @@ class Executor {
   struct Prepared;  // per plan: routes, collective choices, buffers (src/exec)
 
  private:
+  struct Pool;      // the workspace every plan shares (calls never overlap)
   Prepared& prepare(const Plan& plan, const std::string& key);
+  void fit_pool(const Prepared& p);
+  void evict_to(std::int64_t limit);
   std::string key_of(const Plan& plan) const;  // plan_fingerprint and the options that matter
 
   // What moves the data: comm_ itself, or staged_ for device buffers on a host backend.
@@ -126,6 +147,9 @@ class Executor {
   Communicator& comm_;
   ExecOptions opts_;
   std::map<std::string, std::unique_ptr<Prepared>> prepared_;  // by plan fingerprint text
+  std::list<std::string> lru_;  // keys of prepared_, most recently used first
+  std::int64_t state_bytes_ = 0, evictions_ = 0;
+  std::unique_ptr<Pool> pool_;
   // The plans of recent calls with what each call needs of them, most recent first: a loop
   // that runs the same few plans finds them by comparing plans, without formatting or hashing
   // the fingerprint again.
@@ -137,7 +161,7 @@ class Executor {
   };
   std::vector<Recent> recent_;
   const Recent& recent(const Plan& plan);
-  std::int64_t held_ = 0, peak_ = 0;
+  std::int64_t peak_ = 0;
   std::unique_ptr<Communicator> staged_;  // device buffers over a host backend (pinned staging)
 };
 

@@ -7,6 +7,7 @@
 //  3. bytes received reach the lower bound where a collective plan can, else an exact
 //     `exchange` is weighed against the collective plan by the cost model;
 //  4. symbolic: no data touched; plans are cached by PlanCache.
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,17 +80,37 @@ std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step);
 double estimate_step_s(const Mesh& mesh, const Step& step, const SynthOptions& opts);
 double estimate_plan_s(const Plan& plan, const SynthOptions& opts);
 
-// Thread-safe cache of plans by (mesh, source, target, options).
+// Thread-safe cache of plans by (mesh, source, target, options), least recently used out
+// beyond a limit in bytes (each plan charged approx_bytes(), its key included). A plan dropped
+// is synthesized again when asked for; callers holding its shared_ptr keep it alive. The
+// default holds thousands of everyday plans (a few KiB each).
 class PlanCache {
  public:
+  static constexpr std::int64_t kDefaultLimitBytes = std::int64_t{64} << 20;
+  explicit PlanCache(std::int64_t limit_bytes = kDefaultLimitBytes);
   std::shared_ptr<const Plan> get(const Mesh& mesh, const Type& src, const Type& dst,
                                   const SynthOptions& opts = {});
   std::size_t size() const;
+  std::int64_t bytes() const;       // charged now (<= the limit, or one plan larger than it)
+  std::int64_t evictions() const;   // plans dropped so far
+  std::int64_t limit_bytes() const;
+  void set_limit_bytes(std::int64_t limit);  // >= 0; drops plans at once to fit
   void clear();
 
  private:
+  struct Entry {
+    std::shared_ptr<const Plan> plan;
+    std::int64_t bytes = 0;
+    std::list<std::string>::iterator lru;
+  };
+  void evict_to(std::int64_t limit);  // pre: mu_ held
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const Plan>> plans_;
+  std::unordered_map<std::string, Entry> plans_;
+  std::list<std::string> lru_;  // keys, most recently used first
+  std::int64_t limit_, bytes_ = 0, evictions_ = 0;
 };
+
+// Heap bytes a plan holds, approximately (types, steps, notes, stats): what PlanCache charges.
+std::int64_t approx_bytes(const Plan& plan);
 
 }  // namespace reshard

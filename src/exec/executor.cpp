@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <list>
 
 #include "host_staging.hpp"
 #include "reshard/device_memory.hpp"
@@ -29,14 +30,23 @@ struct Work {
 };
 }  // namespace
 
+// A plan's prepared state. Its workspace lives in the executor's pool (Executor::Pool), shared
+// by every plan: calls run one at a time, so plans never use it at once.
 struct Executor::Prepared {
   std::vector<exec::StepExec> steps;
   std::vector<int> in_slot, out_slot;
   std::vector<Place> send_at, recv_at;
-  std::int64_t capacity[kSlots] = {};            // bytes; [0]: this device's output buffer
+  std::int64_t capacity[kSlots] = {};  // bytes; [0]: this device's output buffer, [1-2]: scratch
+  std::int64_t staging = 0;            // bytes of the staging buffer
+  std::int64_t bytes = 0;              // workspace this plan needs: scratch and staging
+  std::int64_t state_bytes = 0;        // what the cache charges for it (prepared_state_bytes)
+  std::list<std::string>::iterator lru;  // its place in Executor::lru_
+};
+
+struct Executor::Pool {
   Work scratch[kSlots];  // [0] unused: the caller's output
   Work staging;
-  std::int64_t bytes = 0;  // allocated
+  std::int64_t size[kSlots + 1] = {};  // [kSlots]: staging
 };
 
 std::string plan_fingerprint(const Plan& plan) {
@@ -144,8 +154,22 @@ std::int64_t place_staging(const Plan& plan, Executor::Prepared& p) {
   return reshard::place_staging(p.in_slot, p.out_slot, p.capacity, bytes, &p.send_at, &p.recv_at);
 }
 
-Work allocate(std::int64_t bytes, std::int64_t& total, bool device) {
-  total += bytes;
+// What the prepared-state cache charges for a plan: the same figure on every device (it counts
+// per step the members of the step's group, not this device's transfers), so that every device
+// evicts the same plans at the same calls and first calls stay collective on all of them.
+std::int64_t prepared_state_bytes(const Plan& plan) {
+  constexpr std::int64_t kPerStep = 1024, kPerPeer = 192;  // StepExec, and an Xfer with its shapes
+  std::int64_t b = 512;
+  for (const Step& st : plan.steps) {
+    std::int64_t g = 1;
+    for (const auto& a : st.axes) g *= plan.mesh.axis_size(a);
+    b += kPerStep + kPerPeer * (st.op == Op::exchange ? plan.mesh.num_devices() : g) *
+                         static_cast<std::int64_t>(1 + st.in.rank());
+  }
+  return b;
+}
+
+Work allocate(std::int64_t bytes, bool device) {
   Work w;
   if (device) w.device = DeviceBytes(static_cast<std::size_t>(bytes), DeviceBytes::Kind::device);
   else w.host = std::make_unique_for_overwrite<std::byte[]>(static_cast<std::size_t>(bytes));
@@ -154,7 +178,9 @@ Work allocate(std::int64_t bytes, std::int64_t& total, bool device) {
 
 }  // namespace
 
-Executor::Executor(Communicator& comm, ExecOptions opts) : comm_(comm), opts_(opts) {
+Executor::Executor(Communicator& comm, ExecOptions opts) : comm_(comm), opts_(opts), pool_(std::make_unique<Pool>()) {
+  if (opts_.prepared_cache_bytes < 0)
+    throw Error(fmt::format("ExecOptions::prepared_cache_bytes must be >= 0, not {}", opts_.prepared_cache_bytes));
   const bool device_backend = comm_.memory() == Memory::device;
   if (opts_.memory == Memory::host) {
     if (device_backend)
@@ -191,12 +217,34 @@ Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) 
     std::int64_t& b = p->capacity[p->out_slot[k]];
     b = std::max(b, plan.steps[k].out.local_bytes(plan.mesh, me));
   }
-  for (int s = 1; s < kSlots; ++s)
-    if (p->capacity[s]) p->scratch[s] = allocate(p->capacity[s], p->bytes, device);
-  if (std::int64_t stage = place_staging(plan, *p)) p->staging = allocate(stage, p->bytes, device);
-  held_ += p->bytes;
-  peak_ = std::max(peak_, held_);
+  p->staging = place_staging(plan, *p);
+  p->bytes = p->capacity[1] + p->capacity[2] + p->staging;
+  p->state_bytes = prepared_state_bytes(plan);
+  // Least recently used plans go first, until this one fits (it stays even if it alone does not).
+  evict_to(opts_.prepared_cache_bytes - p->state_bytes);
+  state_bytes_ += p->state_bytes;
+  lru_.push_front(key);
+  p->lru = lru_.begin();
   return *prepared_.emplace(key, std::move(p)).first->second;
+}
+
+// Grows the shared workspace to what `p` needs. Device execution may still have enqueued work
+// on the old buffers (ExecOptions::synchronize false): it is waited for before they are freed.
+void Executor::fit_pool(const Prepared& p) {
+  const bool device = opts_.memory == Memory::device;
+  const std::int64_t want[kSlots + 1] = {0, p.capacity[1], p.capacity[2], p.staging};
+  bool synced = false;
+  for (int s = 1; s <= kSlots; ++s) {
+    if (want[s] <= pool_->size[s]) continue;
+    if (device && !synced) transport().synchronize(), synced = true;
+    Work& w = s < kSlots ? pool_->scratch[s] : pool_->staging;
+    w = Work{};  // free first: the old and new buffer are never held together
+    w = allocate(want[s], device);
+    pool_->size[s] = want[s];
+  }
+  std::int64_t held = 0;
+  for (int s = 1; s <= kSlots; ++s) held += pool_->size[s];
+  peak_ = std::max(peak_, held);
 }
 
 const Executor::Recent& Executor::recent(const Plan& plan) {
@@ -227,12 +275,14 @@ void Executor::execute(const Plan& plan, const void* in, std::size_t in_bytes, v
   else if (!err.empty())
     throw MismatchError(err);
   Prepared& p = it != prepared_.end() ? *it->second : prepare(plan, key);
+  if (p.lru != lru_.begin()) lru_.splice(lru_.begin(), lru_, p.lru);  // most recently used first
+  fit_pool(p);
   if (plan.steps.empty()) {
     if (device) memcpy_async(out, in, in_bytes, opts_.stream);
     else if (in_bytes) std::memcpy(out, in, in_bytes);
   }
   auto buffer = [&](int slot) {
-    return slot == 0 ? static_cast<std::byte*>(out) : slot == kStaging ? p.staging.get() : p.scratch[slot].get();
+    return slot == 0 ? static_cast<std::byte*>(out) : slot == kStaging ? pool_->staging.get() : pool_->scratch[slot].get();
   };
   auto at = [&](Place pl) { return buffer(pl.slot) + pl.offset; };
   for (std::size_t k = 0; k < p.steps.size(); ++k) {
@@ -273,8 +323,34 @@ std::string Executor::explain(const Plan& plan) const {
 }
 
 void Executor::release_workspace() {
+  if (opts_.memory == Memory::device) transport().synchronize();
   prepared_.clear();
-  held_ = peak_ = 0;
+  lru_.clear();
+  *pool_ = Pool{};
+  state_bytes_ = peak_ = 0;
+}
+
+std::int64_t Executor::workspace_held_bytes() const {
+  std::int64_t held = 0;
+  for (int s = 1; s <= kSlots; ++s) held += pool_->size[s];
+  return held;
+}
+
+void Executor::set_prepared_cache_bytes(std::int64_t limit) {
+  if (limit < 0) throw Error(fmt::format("the prepared-state cache limit must be >= 0 bytes, not {}", limit));
+  opts_.prepared_cache_bytes = limit;
+  evict_to(limit);
+}
+
+// Drops least recently used plans until their state takes at most `limit` bytes (or none is left).
+void Executor::evict_to(std::int64_t limit) {
+  while (!lru_.empty() && state_bytes_ > limit) {
+    auto victim = prepared_.find(lru_.back());
+    state_bytes_ -= victim->second->state_bytes;
+    prepared_.erase(victim);
+    lru_.pop_back();
+    ++evictions_;
+  }
 }
 
 }  // namespace reshard
