@@ -336,10 +336,6 @@ def _natural_order(mesh: Mesh, levels: Sequence[tuple[int, int]]) -> list[int]:
     return order
 
 
-def _axis_name(mesh: Mesh, m: int) -> str:
-    return mesh.axis_names[m]
-
-
 def _mesh_dim(mesh: Mesh, key: Any, where: str) -> int:
     if isinstance(key, str):
         i = mesh.axis_index(key)
