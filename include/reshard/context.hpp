@@ -11,8 +11,10 @@
 //   ctx.reshard(*plan, in.data(), in.size() * 4, out.data(), out.size() * 4);  // collective
 //
 // Devices are the first mesh.num_devices() ranks of the communicator (rank = device number,
-// docs/design.md 1); the other ranks do not participate: their reshard() and collective calls
-// return at once. A mesh with more devices than ranks is a MismatchError on every rank.
+// docs/design.md 1), or the ranks the mesh lists (`tp=2@4,6`: device d on the d-th rank listed);
+// the other ranks do not participate: their reshard() and collective calls return at once. A
+// mesh with more devices than ranks, or listing a rank the communicator lacks, is a
+// MismatchError on every rank.
 //
 // Collective over every rank of the communicator: the constructor. Collective over the
 // participating ranks: reshard(), count_index_mismatches() and the destructor (it frees the

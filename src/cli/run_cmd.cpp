@@ -116,7 +116,7 @@ Outcome execute(const RunArgs& a, const Inputs& in, Context& ctx, const Plan& pl
   if (a.raw_alltoall)
     o.raw = time_raw_alltoall(comm, plan.stats.src_local_bytes, std::max(a.iters, 1), o.raw_bytes_per_rank);
   if (a.check) o.mismatches = ctx.count_index_mismatches(in.dst, dst.data(), dst.size(), &in.src);
-  if (!a.dump.empty()) dump_shard(a.dump, ctx.device(), dst);
+  if (!a.dump.empty()) dump_shard(a.dump, ctx.mesh().rank_of(ctx.device()), dst);
   o.workspace_peak = reduce_all(comm, ctx.executor()->workspace_peak_bytes(), MPI_MAX);
   return o;
 }
@@ -159,7 +159,7 @@ Outcome execute_nccl(const RunArgs& a, const Inputs& in, Context& ctx, const Pla
     else  // a pending reduction: reduced over its group (on the host) first
       o.mismatches = ctx.count_index_mismatches(in.dst, host.data(), host.size(), &in.src);
   }
-  if (!a.dump.empty()) dump_shard(a.dump, me, host);
+  if (!a.dump.empty()) dump_shard(a.dump, ctx.mesh().rank_of(me), host);
   o.workspace_peak = reduce_all(comm, exec.workspace_peak_bytes(), MPI_MAX);
   explained = exec.explain(plan);
   return o;
@@ -232,12 +232,13 @@ int run(const RunArgs& a, const Inputs& in, int rank) {
   Outcome o = execute(a, in, ctx, *plan);
 #endif
   if (a.backend != "nccl") explained = ctx.executor()->explain(*plan);
-  if (rank == 0) {
+  (void)rank;
+  if (ctx.device() == 0) {  // the mesh's first device reports (it need not be world rank 0)
     if (a.json) fmt::print("{}\n", to_json(*plan, o, in.mesh.num_devices(), a.backend).dump(2));
     else print_readable(*plan, o, in.mesh.num_devices(), explained, a.backend);
   }
   if (o.mismatches && *o.mismatches) {
-    if (rank == 0) fmt::print(stderr, "reshard run: check failed: {} elements differ\n", *o.mismatches);
+    if (ctx.device() == 0) fmt::print(stderr, "reshard run: check failed: {} elements differ\n", *o.mismatches);
     return 1;
   }
   return 0;
@@ -248,7 +249,7 @@ int run(const RunArgs& a, const Inputs& in, int rank) {
 Runner add_run_command(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* sub = app.add_subcommand("run", "Execute a resharding plan across MPI ranks (under mpirun)");
-  sub->add_option("--mesh", a->mesh, "Device mesh, e.g. x=2,y=4 (the first ranks are its devices)")->required();
+  sub->add_option("--mesh", a->mesh, "Device mesh, e.g. x=2,y=4 (the first ranks are its devices) or x=2,y=2@4-7")->required();
   sub->add_option("--from", a->from, "Source type, e.g. f32[1024{x},64]")->required();
   sub->add_option("--to", a->to, "Target type")->required();
   sub->add_option("--backend", a->backend, "mpi (host buffers) or nccl")->check(CLI::IsMember({"mpi", "nccl"}));

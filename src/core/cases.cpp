@@ -35,11 +35,14 @@ std::vector<Case> parse_cases(const std::string& text, const std::string& origin
     for (std::size_t bar; (bar = line.find('|', start)) != std::string::npos; start = bar + 1)
       parts.push_back(trim(line.substr(start, bar - start)));
     parts.push_back(trim(line.substr(start)));
-    if (parts.size() != 4)
-      throw Error(fmt::format("{}:{}: expected 'name | mesh | from | to', found {} fields", origin, no, parts.size()));
-    for (const auto& p : parts)
-      if (p.empty()) throw Error(fmt::format("{}:{}: a field is empty", origin, no));
-    cases.push_back({parts[0], parts[1], parts[2], parts[3], trim(flags).rfind("tight", 0) == 0, no});
+    if (parts.size() != 4 && parts.size() != 5)
+      throw Error(fmt::format("{}:{}: expected 'name | mesh | from | to [| to_mesh]', found {} fields", origin, no,
+                              parts.size()));
+    for (std::size_t i = 0; i < parts.size(); ++i)
+      if (parts[i].empty()) throw Error(fmt::format("{}:{}: field {} is empty", origin, no, i + 1));
+    Case c{parts[0], parts[1], parts[2], parts[3], parts.size() == 5 ? parts[4] : "", false, no};
+    c.tight = trim(flags).rfind("tight", 0) == 0;
+    cases.push_back(std::move(c));
   }
   return cases;
 }

@@ -1,5 +1,6 @@
 #include "reshard/mesh.hpp"
 
+#include <algorithm>
 #include <climits>
 
 #include "lexer.hpp"
@@ -27,6 +28,77 @@ Mesh::Mesh(std::vector<Axis> axes) : axes_(std::move(axes)) {
     stride_[i] = stride_[i + 1] * axes_[i + 1].size;
 }
 
+Mesh::Mesh(std::vector<Axis> axes, std::vector<int> ranks) : Mesh(std::move(axes)) {
+  if (static_cast<int>(ranks.size()) != devices_)
+    throw Error(fmt::format("mesh {} has {} devices but {} ranks are listed", to_string(), devices_, ranks.size()));
+  std::vector<char> seen;
+  bool identity = true;
+  for (std::size_t d = 0; d < ranks.size(); ++d) {
+    const int r = ranks[d];
+    if (r < 0) throw Error(fmt::format("mesh {}: rank {} is negative", to_string(), r));
+    if (static_cast<std::size_t>(r) >= seen.size()) seen.resize(static_cast<std::size_t>(r) + 1, 0);
+    if (seen[r]++) throw Error(fmt::format("mesh {}: rank {} is listed twice", to_string(), r));
+    identity = identity && r == static_cast<int>(d);
+  }
+  if (!identity) ranks_ = std::move(ranks);
+}
+
+int Mesh::device_of(int rank) const {
+  if (ranks_.empty()) return rank >= 0 && rank < devices_ ? rank : -1;
+  for (std::size_t d = 0; d < ranks_.size(); ++d)
+    if (ranks_[d] == rank) return static_cast<int>(d);
+  return -1;
+}
+
+int Mesh::ranks_needed() const {
+  int n = devices_;
+  for (int r : ranks_) n = std::max(n, r + 1);
+  return ranks_.empty() ? devices_ : n;
+}
+
+namespace {
+
+// The rank list after '@': ranks and inclusive ranges a-b, comma-separated, as many as the
+// mesh has devices, no rank twice. Every error points at the offending rank or range.
+std::vector<int> parse_ranks(detail::Lexer& lx, std::int64_t devices) {
+  std::vector<int> ranks;
+  std::vector<std::size_t> where;  // text position of each rank's item, for "listed twice"
+  do {
+    std::size_t pos = (lx.skip_ws(), lx.pos());
+    std::int64_t lo = lx.integer("a rank");
+    std::int64_t hi = lo;
+    if (lx.accept('-')) hi = lx.integer(fmt::format("the end of the range {}-", lo));
+    if (hi < lo) lx.fail(fmt::format("the range {}-{} is empty; write a-b with a <= b", lo, hi), pos);
+    if (hi > INT_MAX - 1) lx.fail(fmt::format("rank {} is too large", hi), pos);
+    if (static_cast<std::int64_t>(ranks.size()) + (hi - lo + 1) > devices)
+      lx.fail(fmt::format("the mesh has {} devices but more ranks are listed", devices), pos);
+    for (std::int64_t r = lo; r <= hi; ++r) {
+      for (std::size_t i = 0; i < ranks.size(); ++i)
+        if (ranks[i] == r) lx.fail(fmt::format("rank {} is listed twice (first at position {})", r, where[i]), pos);
+      ranks.push_back(static_cast<int>(r));
+      where.push_back(pos);
+    }
+  } while (lx.accept(','));
+  if (static_cast<std::int64_t>(ranks.size()) != devices)
+    lx.fail(fmt::format("the mesh has {} devices but {} ranks are listed", devices, ranks.size()));
+  return ranks;
+}
+
+// `0-3,8,10-11`: ranges where ranks run consecutively.
+std::string format_ranks(const std::vector<int>& ranks) {
+  std::string s;
+  for (std::size_t i = 0; i < ranks.size();) {
+    std::size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    s += fmt::format("{}{}", i ? "," : "", ranks[i]);
+    if (j > i) s += fmt::format("-{}", ranks[j]);
+    i = j + 1;
+  }
+  return s;
+}
+
+}  // namespace
+
 Mesh Mesh::parse(std::string_view text) {
   detail::Lexer lx(text, "mesh");
   std::vector<Axis> axes;
@@ -49,8 +121,11 @@ Mesh Mesh::parse(std::string_view text) {
     if (devices > INT_MAX) lx.fail("the mesh has too many devices", size_pos);
     axes.push_back({std::move(name), static_cast<int>(size)});
   } while (lx.accept(','));
+  std::vector<int> ranks;
+  if (lx.accept('@')) ranks = parse_ranks(lx, devices);
   if (!lx.at_end()) lx.fail(fmt::format("unexpected '{}'; axes are separated by ','", lx.peek()));
-  return Mesh(std::move(axes));
+  if (ranks.empty()) return Mesh(std::move(axes));
+  return Mesh(std::move(axes), std::move(ranks));
 }
 
 int Mesh::axis_index(std::string_view name) const {
@@ -69,6 +144,7 @@ std::string Mesh::to_string() const {
   std::string s;
   for (std::size_t i = 0; i < axes_.size(); ++i)
     s += fmt::format("{}{}={}", i ? "," : "", axes_[i].name, axes_[i].size);
+  if (!ranks_.empty()) s += "@" + format_ranks(ranks_);
   return s;
 }
 

@@ -36,13 +36,16 @@ Context::Context(const Mesh& mesh, MPI_Comm comm, SynthOptions opts, ExecOptions
   if (mesh_.num_devices() > all.size())
     err = fmt::format("mesh {} has {} devices but the communicator has only {} ranks", mesh_,
                       mesh_.num_devices(), all.size());
+  else if (mesh_.ranks_needed() > all.size())
+    err = fmt::format("mesh {} lists rank {}, beyond the communicator's {} ranks (0-{})", mesh_,
+                      mesh_.ranks_needed() - 1, all.size(), all.size() - 1);
   check_agreement(all, "the mesh", fnv1a(mesh_.to_string()), fmt::format("mesh {}", mesh_), err);
-  const int rank = all.rank();
+  // The devices' communicator ranks them by device number (key), whichever ranks they sit on.
+  const int device = mesh_.device_of(all.rank());
   MPI_Comm devices = MPI_COMM_NULL;
-  mpi::check(MPI_Comm_split(all.comm(), rank < mesh_.num_devices() ? 0 : MPI_UNDEFINED, rank, &devices),
-             "MPI_Comm_split");
+  mpi::check(MPI_Comm_split(all.comm(), device >= 0 ? 0 : MPI_UNDEFINED, device, &devices), "MPI_Comm_split");
   if (devices == MPI_COMM_NULL) return;
-  device_ = rank;
+  device_ = device;
   comm_ = std::make_unique<mpi::MpiCommunicator>(devices, mesh_, timeout_s);
   exec_ = std::make_unique<Executor>(*comm_, exec);
 }
