@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "xcommands.hpp"
 #include "plan_json.hpp"
 #include "plan_picture.hpp"
 #include "reshard/error.hpp"
@@ -41,15 +42,19 @@ void write_pictures(const Plan& plan, const std::string& svg, bool show) {
 struct PlanArgs {
   std::string mesh, from, to, topology, strategy = "reshard", svg;
   bool json = false, verify = false, show = false;
+  XRunArgs x;  // --to-mesh, --batch, --memory-cap
 };
 }  // namespace
 
 Runner add_plan_command(CLI::App& app) {
   auto args = std::make_shared<PlanArgs>();
   CLI::App* sub = app.add_subcommand("plan", "Synthesize a resharding plan and print it");
-  sub->add_option("--mesh", args->mesh, "Device mesh, e.g. x=2,y=4")->required();
-  sub->add_option("--from", args->from, "Source type, e.g. f32[1024{x},64]")->required();
-  sub->add_option("--to", args->to, "Target type")->required();
+  sub->add_option("--mesh", args->mesh, "Device mesh, e.g. x=2,y=4 or x=2,y=2@4-7 (required unless --batch)");
+  sub->add_option("--from", args->from, "Source type, e.g. f32[1024{x},64]");
+  sub->add_option("--to", args->to, "Target type");
+  sub->add_option("--to-mesh", args->x.to_mesh, "Target mesh of a cross-mesh plan, e.g. tp=2@4,6");
+  sub->add_option("--batch", args->x.batch, "Case file: one array a line, all on the same pair of meshes");
+  sub->add_option("--memory-cap", args->x.memory_cap, "Workspace cap in bytes for --to-mesh/--batch plans");
   sub->add_option("--topology", args->topology, "Per-axis links, e.g. tp=nvlink,dp=ib or tp=300,dp=25:5us");
   sub->add_option("--strategy", args->strategy, "reshard, naive, greedy_per_axis or exchange");
   sub->add_flag("--json", args->json, "Print one JSON object");
@@ -57,6 +62,13 @@ Runner add_plan_command(CLI::App& app) {
   sub->add_option("--svg", args->svg, "Draw the blocks each device holds after every step into this SVG file");
   sub->add_flag("--show", args->show, "Print the blocks each device holds after every step (meshes up to 64 devices)");
   return [args] {
+    if (!args->x.to_mesh.empty() || !args->x.batch.empty() || args->x.memory_cap) {
+      XRunArgs x = args->x;
+      x.mesh = args->mesh, x.from = args->from, x.to = args->to, x.json = args->json, x.verify = args->verify;
+      return plan_cross(x);
+    }
+    if (args->mesh.empty() || args->from.empty() || args->to.empty())
+      throw Error("plan: --mesh, --from and --to are required (or --batch FILE)");
     Mesh mesh = Mesh::parse(args->mesh);
     check_pictures(mesh, args->svg, args->show);
     Type src = Type::parse(args->from, mesh), dst = Type::parse(args->to, mesh);

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "xcommands.hpp"
 #include "../bench/mpi_session.hpp"
 #include "../bench/bandwidth.hpp"
 #include "../bench/mpi_timing.hpp"
@@ -38,6 +39,7 @@ struct RunArgs {
   std::string mesh, from, to, backend = "mpi", fill = "zero", dump, topology, strategy = "reshard";
   bool check = false, json = false, raw_alltoall = false;
   int iters = 0;
+  XRunArgs x;  // --to-mesh, --batch, --memory-cap, --compare
 };
 
 struct Inputs {
@@ -249,9 +251,13 @@ int run(const RunArgs& a, const Inputs& in, int rank) {
 Runner add_run_command(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* sub = app.add_subcommand("run", "Execute a resharding plan across MPI ranks (under mpirun)");
-  sub->add_option("--mesh", a->mesh, "Device mesh, e.g. x=2,y=4 (the first ranks are its devices) or x=2,y=2@4-7")->required();
-  sub->add_option("--from", a->from, "Source type, e.g. f32[1024{x},64]")->required();
-  sub->add_option("--to", a->to, "Target type")->required();
+  sub->add_option("--mesh", a->mesh, "Device mesh, e.g. x=2,y=4 (the first ranks are its devices) or x=2,y=2@4-7");
+  sub->add_option("--from", a->from, "Source type, e.g. f32[1024{x},64]");
+  sub->add_option("--to", a->to, "Target type");
+  sub->add_option("--to-mesh", a->x.to_mesh, "Target mesh of a cross-mesh reshard, e.g. tp=2@4,6");
+  sub->add_option("--batch", a->x.batch, "Case file: one array a line, all on the same pair of meshes");
+  sub->add_option("--memory-cap", a->x.memory_cap, "Workspace cap in bytes for --to-mesh/--batch");
+  sub->add_flag("--compare", a->x.compare, "--to-mesh/--batch: also time single calls, one raw MPI_Alltoallv and gather+scatter");
   sub->add_option("--backend", a->backend, "mpi (host buffers) or nccl")->check(CLI::IsMember({"mpi", "nccl"}));
   sub->add_option("--fill", a->fill, "Source contents: index (docs/design.md 5) or zero")->check(CLI::IsMember({"index", "zero"}));
   sub->add_flag("--check", a->check, "Verify every rank's target shard (implies --fill index)");
@@ -263,6 +269,17 @@ Runner add_run_command(CLI::App& app) {
   sub->add_option("--strategy", a->strategy, "reshard, naive, greedy_per_axis or exchange");
   return [a]() -> int {
     MpiSession mpi;
+    if (!a->x.to_mesh.empty() || !a->x.batch.empty() || a->x.memory_cap || a->x.compare) {
+      XRunArgs x = a->x;
+      x.mesh = a->mesh, x.from = a->from, x.to = a->to, x.fill = a->fill, x.dump = a->dump;
+      x.check = a->check, x.json = a->json, x.iters = a->iters;
+      if (a->backend != "mpi" || a->raw_alltoall || !a->topology.empty() || a->strategy != "reshard")
+        abort_all("run", mpi.rank(), "--to-mesh/--batch run on MPI host buffers; leave out --backend, --raw-alltoall, "
+                                     "--topology and --strategy");
+      return run_cross(x, mpi.rank(), mpi.size());
+    }
+    if (a->mesh.empty() || a->from.empty() || a->to.empty())
+      abort_all("run", mpi.rank(), "--mesh, --from and --to are required (or --batch FILE)");
     Inputs in = parse_or_abort(*a, mpi.rank());
     try {
       return run(*a, in, mpi.rank());
