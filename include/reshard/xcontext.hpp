@@ -107,7 +107,7 @@ class XContext {
   std::int64_t workspace_peak_bytes() const { return peak_; }
   std::int64_t pre_workspace_bytes() const { return pre_bytes_; }
   // Elements of array `a`'s target shards, over all world ranks, that differ from the index
-  // fill of its source (DESIGN.md 5). Collective over the communicator.
+  // fill of its source (docs/design.md section 5). Collective over the communicator.
   std::int64_t count_index_mismatches(const XArray& a, const void* local, std::size_t bytes);
 
   struct Prepared;  // per plan: this rank's messages, staging, mid buffers

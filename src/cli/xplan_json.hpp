@@ -1,5 +1,5 @@
 #pragma once
-// Inputs and JSON of `plan/run --to-mesh` and `plan/run --batch` (DESIGN.md 10 contract): the
+// Inputs and JSON of `plan/run --to-mesh` and `plan/run --batch` (docs/design.md section 10, a contract): the
 // pair of meshes and the arrays, read from flags or a case file, and the plan's figures.
 #include <string>
 #include <vector>
