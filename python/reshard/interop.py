@@ -365,16 +365,19 @@ def _shard_order_map(mesh: Mesh, shard_order: Any) -> dict[int, list[int]]:
 
 
 def from_placements(placements: Any, mesh: Any, shape: Sequence[int], dtype: Any,
-                    shard_order: Any = None, *, uneven: str = "raise") -> Type:
+                    shard_order: Any = None, *, uneven: str = "ceil") -> Type:
     """The Type of a DTensor of `shape` and `dtype` with `placements` on `mesh`.
 
     placements: one per mesh dim, by position (a sequence) or by axis name (a mapping; axes
     left out are Replicate). Shard(d), _StridedShard(d, split_factor), Replicate(),
     Partial(op) (sum, max, min, product; not avg). shard_order: {tensor dim: mesh dims (index or
-    name) in the order they shard it}, as DTensor's shard_order; default: mesh order. A dim
-    whose DTensor chunks are not ceil blocks in any axis order raises ConversionError naming it;
-    uneven="ceil" instead returns the type the placements spell (axes in the order they shard,
-    ceil blocks), whose local shapes then differ from the DTensor's on some ranks.
+    name) in the order they shard it}, as DTensor's shard_order; default: mesh order.
+    Uneven dims: DTensor nests torch.chunk per mesh dim, reshard uses ceil blocks. By default
+    (uneven="ceil", as the Python contract's example expects) the type the placements spell is
+    returned (axes in the order they shard, ceil blocks); where the blocks differ, the DTensor's
+    local shapes differ from the type's on some ranks, so ctx.reshard refuses them with a
+    MismatchError (equal sizes in block order imply equal blocks: no silent misplacement).
+    uneven="raise" checks every device's block and raises ConversionError naming the dim.
     """
     if uneven not in ("raise", "ceil"):
         raise ValueError(f"uneven must be 'raise' or 'ceil', not {uneven!r}")
@@ -429,10 +432,10 @@ def from_placements(placements: Any, mesh: Any, shape: Sequence[int], dtype: Any
                 dim_axes[d] = [names[m] for m in order]
                 break
             first = first or bad
-            if uneven == "ceil":
-                dim_axes[d] = [names[m] for m in natural]
-                break
         else:
+            if uneven == "ceil":  # no axis order gives DTensor's blocks: the spelled type
+                dim_axes[d] = [names[m] for m in natural]
+                continue
             at, got, want = first
             where = ", ".join(f"{names[m]}={c}" for m, c in at.items())
             raise ConversionError(

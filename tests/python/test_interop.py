@@ -18,9 +18,10 @@ def test_contract_examples():
     t = reshard.from_partition_spec((("x", "y"), None), mesh, (30, 7), "f32")
     assert t == reshard.Type("f32[30{x,y},7]", mesh)
     # 30 rows over 2x2: DTensor chunks [0,8) [8,15) [15,23) [23,30), ceil blocks [0,8) [8,16) ...
+    # The contract's example returns the type the placements spell; uneven="raise" refuses it.
+    assert reshard.from_placements([Shard(0), Shard(0)], mesh, (30, 7), "f32") == t
     with pytest.raises(ConversionError, match="dim 0"):
-        reshard.from_placements([Shard(0), Shard(0)], mesh, (30, 7), "f32")
-    assert reshard.from_placements([Shard(0), Shard(0)], mesh, (30, 7), "f32", uneven="ceil") == t
+        reshard.from_placements([Shard(0), Shard(0)], mesh, (30, 7), "f32", uneven="raise")
     assert reshard.from_placements([Shard(0), Shard(0)], mesh, (32, 7), "f32") == reshard.Type("f32[32{x,y},7]", mesh)
 
 
