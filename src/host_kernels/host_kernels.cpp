@@ -206,12 +206,16 @@ void for_each_run(const BoxWalk& w, Run&& run) {
   }
 }
 
-// Copies a walk whose runs are single elements of type E.
+// Copies a walk whose runs are single elements of type E. Through memcpy of sizeof(E) (one
+// load and store once compiled): batched messages pack arrays of several dtypes back to back,
+// so a buffer need not be aligned to E.
 template <typename E>
 void copy_elements(const BoxWalk& w, const void* src, void* dst) {
-  const auto* s = static_cast<const E*>(src);
-  auto* d = static_cast<E*>(dst);
-  for_each_run(w, [&](std::int64_t so, std::int64_t dof, std::int64_t) { d[dof] = s[so]; });
+  const auto* s = static_cast<const unsigned char*>(src);
+  auto* d = static_cast<unsigned char*>(dst);
+  for_each_run(w, [&](std::int64_t so, std::int64_t dof, std::int64_t) {
+    std::memcpy(d + dof * static_cast<std::int64_t>(sizeof(E)), s + so * static_cast<std::int64_t>(sizeof(E)), sizeof(E));
+  });
 }
 
 }  // namespace

@@ -188,5 +188,11 @@ TEST_CASE("long runs over many shapes keep memory flat", "[longrun]") {
                  static_cast<long long>(ctx.plan_cache().evictions()), ex.prepared_plans(),
                  static_cast<long long>(ex.prepared_cache_bytes()), static_cast<long long>(ex.prepared_evictions()),
                  static_cast<long long>(ex.workspace_held_bytes()), text.c_str());
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (up to 256 MiB), so resident memory grows
+  // by design there; the caches' limits above are still checked.
+  WARN("RSS curve not checked under AddressSanitizer");
+#else
   for (std::size_t j = 1; j < curve.size(); ++j) CHECK(curve[j] <= base + base / 10);
+#endif
 }
