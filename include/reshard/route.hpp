@@ -43,6 +43,9 @@ Staging staging_of(const Mesh& mesh, const Step& step, const DeviceRoute& r, int
 // Whether a box (global indices) is one contiguous run of the dense row-major array that
 // holds `block`.
 bool contiguous_in(const Box& box, const Box& block);
+// Element offset of the box's first element in the dense row-major array that holds `block`.
+// Pre: box within block (same rank).
+std::int64_t linear_offset(const Box& box, const Box& block);
 
 // Whether every device's out-block is covered by what the route delivers (the step is
 // executable as written). Symbolic and per dim; cheap. Sets `why` when it is not.

@@ -251,6 +251,13 @@ bool step_is_valid(const Mesh& mesh, const Step& step, std::string* why) {
 
 namespace reshard {
 
+std::int64_t linear_offset(const Box& box, const Box& block) {
+  std::int64_t off = 0;
+  for (std::size_t d = 0; d < box.dims.size(); ++d)
+    off = off * block.dims[d].extent() + (box.dims[d].lo - block.dims[d].lo);
+  return off;
+}
+
 bool contiguous_in(const Box& box, const Box& block) {
   if (box.volume() == 0) return true;
   std::size_t k = 0;

@@ -38,13 +38,6 @@ std::int64_t place_staging(const std::vector<int>& in_slot, const std::vector<in
 
 namespace {
 
-std::int64_t linear_offset(const Box& box, const Box& block) {
-  std::int64_t off = 0;
-  for (std::size_t d = 0; d < box.dims.size(); ++d)
-    off = off * block.dims[d].extent() + (box.dims[d].lo - block.dims[d].lo);
-  return off;
-}
-
 // One side of a moving step (place_side in step_prepare.cpp): packed when some box exchanged
 // with another device is not contiguous in the block (or `force`), then all of them are.
 std::int64_t side_staging(const std::vector<Transfer>& ts, int me, const Box& block, bool force) {

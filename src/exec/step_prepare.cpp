@@ -26,14 +26,6 @@ std::string_view name_of(Mode m) {
 
 namespace {
 
-// Element offset of the box's first element in the row-major array of `block`.
-std::int64_t linear_offset(const Box& box, const Box& block) {
-  std::int64_t off = 0;
-  for (std::size_t d = 0; d < box.dims.size(); ++d)
-    off = off * block.dims[d].extent() + (box.dims[d].lo - block.dims[d].lo);
-  return off;
-}
-
 // What every step needs: this device's blocks, its route, and its peers' group ranks.
 struct Ctx {
   const Mesh& mesh;
