@@ -208,4 +208,57 @@ inline Manifest parse_manifest(const std::string& text) {
   }
 }
 
+// ---- checkpoints of several arrays ------------------------------------------------------
+// A checkpoint of several arrays is a directory with one subdirectory per array, each a
+// checkpoint of one array as above, and `arrays.json` listing them in order:
+//
+//   {"format": "reshard-checkpoint-arrays", "version": 1, "arrays": ["wq", "wk", "norm"]}
+
+inline constexpr const char* kArraysFormat = "reshard-checkpoint-arrays";
+inline constexpr idx kMaxArraysBytes = idx{1} << 20;
+
+// A plain name for a file or directory of a checkpoint: not empty, no '/', not . or .., no
+// control character. Throws std::runtime_error naming `what`.
+inline void check_plain_name(const std::string& name, const std::string& what) {
+  if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    throw std::runtime_error(fmt::format("{} \"{}\" holds a control character (NUL included)", what, name));
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+    throw std::runtime_error(fmt::format("{} \"{}\" is not a plain file name", what, name));
+}
+
+inline std::string arrays_text(const std::vector<std::string>& names) {
+  nlohmann::ordered_json j = {{"format", kArraysFormat}, {"version", kVersion}, {"arrays", names}};
+  return j.dump(1) + "\n";
+}
+
+// Parses and checks arrays.json: the names, unique and plain. Throws std::runtime_error.
+inline std::vector<std::string> parse_arrays(const std::string& text) {
+  if (static_cast<idx>(text.size()) > kMaxArraysBytes)
+    throw std::runtime_error(fmt::format("{} bytes, over the limit of {}", text.size(), kMaxArraysBytes));
+  if (json_depth(text, kMaxManifestDepth) > kMaxManifestDepth)
+    throw std::runtime_error(fmt::format("nested more than {} levels deep", kMaxManifestDepth));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(fmt::format("not valid JSON ({})", e.what()));
+  }
+  if (!j.is_object() || j.value("format", nlohmann::json()) != kArraysFormat)
+    throw std::runtime_error(fmt::format("format is not \"{}\"", kArraysFormat));
+  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<idx>() != kVersion)
+    throw std::runtime_error(fmt::format("format version {} is not supported (this program reads version {})",
+                                         j.value("version", nlohmann::json()).dump(), kVersion));
+  if (!j.contains("arrays") || !j["arrays"].is_array() || j["arrays"].empty())
+    throw std::runtime_error("no \"arrays\" list, or an empty one");
+  std::vector<std::string> names;
+  for (const auto& v : j["arrays"]) {
+    if (!v.is_string()) throw std::runtime_error(fmt::format("array name {} is not a string", v.dump()));
+    names.push_back(v.get<std::string>());
+    check_plain_name(names.back(), "array name");
+    if (std::count(names.begin(), names.end(), names.back()) > 1)
+      throw std::runtime_error(fmt::format("array name \"{}\" is listed twice", names.back()));
+  }
+  return names;
+}
+
 }  // namespace checkpoint
