@@ -29,7 +29,9 @@
 // Errors: buffer sizes, a plan that differs between ranks or meshes that do not fit the
 // communicator are MismatchError on every rank before anything moves (nothing is written).
 // A peer that never sends: past ExecOptions::timeout_s the rank names the phase and the peers
-// it waited for and ends the job (MPI_Abort, exit code 3).
+// it waited for (receiving and sending) and ends the job (MPI_Abort, exit code 3). The time
+// counts while the rank polls: a gap of more than half the timeout between two test() calls
+// (a long computation) restarts it, since the rank's own side did not progress meanwhile.
 // Thread safety: one thread at a time per XContext.
 #include <cstddef>
 #include <cstdint>

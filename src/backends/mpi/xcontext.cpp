@@ -179,7 +179,7 @@ struct XHandle::State {
   bool packed_next = false; // phase+1 is already packed
   bool posted = false, finished = false;
   std::vector<MPI_Request> reqs;
-  Clock::time_point since;
+  Clock::time_point since, last_poll;  // phase posted (or deadline restarted); last test()
 
   std::byte* slot(std::size_t k, bool recv) {
     const std::int64_t base = (k % 2) ? pr->slot_bytes[0] : 0;
@@ -220,7 +220,7 @@ struct XHandle::State {
     for (const auto& [s, d] : ph.locals)
       copy_box(in[s.array], s.shape, s.offset, out[d.array], d.shape, d.offset, s.extent, elem_of(pr->plan, s.array));
     posted = true;
-    since = Clock::now();
+    since = last_poll = Clock::now();
   }
   void unpack(std::size_t k) {
     const PhasePrep& ph = pr->phases[k];
@@ -260,6 +260,11 @@ struct XHandle::State {
     set = -1;
   }
   bool test() {
+    // A rank that computed for long between two test() calls did not progress its own side:
+    // its peers cannot be judged on that time, so the deadline restarts from this call.
+    const Clock::time_point now = Clock::now();
+    if (x->timeout_s_ > 0 && std::chrono::duration<double>(now - last_poll).count() > x->timeout_s_ / 2) since = now;
+    last_poll = now;
     while (!finished) {
       int flag = 0;
       mpi::check(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall");
@@ -273,14 +278,19 @@ struct XHandle::State {
     return true;
   }
   [[noreturn]] void timed_out() {
-    std::string peers;
+    // Completed requests are MPI_REQUEST_NULL: the others name the peers still missing, both
+    // ways (a peer that stopped progressing may have sent its part and never taken ours).
+    std::string from, to;
     const PhasePrep& ph = pr->phases[phase];
     for (std::size_t i = 0; i < ph.recvs.size(); ++i)
-      if (reqs[i] != MPI_REQUEST_NULL) peers += fmt::format("{}{}", peers.empty() ? "" : ",", ph.recvs[i].peer);
+      if (reqs[i] != MPI_REQUEST_NULL) from += fmt::format("{}{}", from.empty() ? "" : ",", ph.recvs[i].peer);
+    for (std::size_t i = 0; i < ph.sends.size(); ++i)
+      if (reqs[ph.recvs.size() + i] != MPI_REQUEST_NULL)
+        to += fmt::format("{}{}", to.empty() ? "" : ",", ph.sends[i].peer);
     fmt::print(stderr,
                "reshard: rank {}: cross-mesh phase {} of {} waited {:.0f} s (RESHARD_TIMEOUT_S) for messages from "
-               "ranks [{}]; ending the job\n",
-               x->rank_, phase, pr->phases.size(), x->timeout_s_, peers);
+               "ranks [{}] and to ranks [{}]; ending the job\n",
+               x->rank_, phase, pr->phases.size(), x->timeout_s_, from, to);
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 3);
     std::abort();
