@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include <mpi.h>
@@ -101,9 +102,13 @@ class XContext {
   std::shared_ptr<const XPlan> plan(const std::vector<XArray>& arrays);
   std::shared_ptr<const XPlan> plan(const Type& src, const Type& dst) { return plan({XArray{"", src, dst}}); }
 
-  // Runs the plan. Collective over every rank of the communicator.
-  void reshard(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out);
-  XHandle reshard_async(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out);
+  // Runs the plan. Collective over every rank of the communicator. `caller_error`: a problem
+  // the caller found on this rank alone (an array of the wrong kind, say); it joins the
+  // agreement, so that every rank throws MismatchError instead of the others waiting.
+  void reshard(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out,
+               std::string_view caller_error = {});
+  XHandle reshard_async(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out,
+                        std::string_view caller_error = {});
 
   // Bytes of staging this rank allocated (max held at once), and of the buffers of `pre`.
   std::int64_t workspace_peak_bytes() const { return peak_; }

@@ -7,6 +7,8 @@
     print(reshard.plan(mesh, src, dst))
     ctx = reshard.Context(mesh)                   # under mpirun; comm: an mpi4py communicator
     out = ctx.reshard(local, src, dst)            # NumPy array or torch CPU tensor in, same kind out
+    x = reshard.XContext("fsdp=2,tp=2@0-3", "r=2,tp=2@4-7")   # two meshes, one communicator
+    outs = x.reshard_batch(shards, srcs, dsts)    # many arrays, one plan; reshard_batch_async: a Handle
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ try:
 finally:
     _sys.setdlopenflags(_flags)
 
-from ._core import Error, MismatchError, Mesh, ParseError, Plan, Type
+from ._core import BatchPlan, Error, MismatchError, Mesh, ParseError, Plan, Type
 from ._context import Context, local_slices
+from ._xcontext import Handle, XContext, plan_batch
 from ._dtypes import dtype_name, numpy_dtype, torch_dtype
 from .interop import (
     ConversionError,
@@ -58,6 +61,7 @@ def plan(mesh: Mesh | str, src: Type | str, dst: Type | str, topology: str | Non
 
 
 __all__ = [
+    "BatchPlan", "Handle", "XContext", "plan_batch",
     "Context", "ConversionError", "Error", "Mesh", "MismatchError", "ParseError", "Partial",
     "PartitionSpec", "Plan", "Replicate", "Shard", "StridedShard", "Type", "__version__",
     "dtype_name", "from_partition_spec", "from_placements", "local_slices", "mesh_from",

@@ -16,20 +16,24 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/tuple.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include "arrays.hpp"
 #include "plan_json.hpp"
+#include "xplan_json.hpp"
 #include "reshard/error.hpp"
 #include "reshard/simulate.hpp"
 #include "reshard/synth.hpp"
 #include "reshard/version.hpp"
+#include "reshard/xplan.hpp"
 #ifdef RESHARD_PYTHON_MPI
 #include <algorithm>
 
 #include <mpi.h>
 
 #include "reshard/context.hpp"
+#include "reshard/xcontext.hpp"
 #endif
 
 namespace nb = nanobind;
@@ -161,6 +165,51 @@ PlanHandle make_plan(const Mesh& mesh, const MeshType& src, const MeshType& dst,
   p.opts = make_options(topology, strategy);
   p.plan = std::make_shared<const Plan>(synthesize(mesh, src.type, dst.type, p.opts));
   if (verify) p.sim = simulate(*p.plan);
+  return p;
+}
+
+
+// ---- cross-mesh and batched plans (docs/python.md "Batches and other meshes") -----------
+
+// A batched or cross-mesh plan with what Python asks of it.
+struct BatchPlanHandle {
+  std::shared_ptr<const XPlan> plan;
+  std::optional<XSimResult> sim;
+
+  nlohmann::json json() const {
+    nlohmann::json j = cli::xplan_to_json(*plan, true);
+    if (sim) {
+      j["verified"] = sim->ok;
+      if (!sim->ok) j["verify_error"] = sim->error;
+    }
+    return j;
+  }
+};
+
+// (name, source, target) triples as XArrays; the types must live on the plan's meshes.
+std::vector<XArray> x_arrays(const Mesh& src_mesh, const Mesh& dst_mesh,
+                             const std::vector<std::tuple<std::string, MeshType, MeshType>>& arrays) {
+  std::vector<XArray> r;
+  for (const auto& [name, s, d] : arrays) {
+    if (!(s.mesh == src_mesh))
+      throw MismatchError(fmt::format("array '{}': the source type {} lives on mesh {}, not on the source mesh {}",
+                                      name, s.text, s.mesh, src_mesh));
+    if (!(d.mesh == dst_mesh))
+      throw MismatchError(fmt::format("array '{}': the target type {} lives on mesh {}, not on the target mesh {}",
+                                      name, d.text, d.mesh, dst_mesh));
+    r.push_back({name, s.type, d.type});
+  }
+  return r;
+}
+
+BatchPlanHandle make_batch_plan(const Mesh& src_mesh, const Mesh& dst_mesh,
+                                const std::vector<std::tuple<std::string, MeshType, MeshType>>& arrays,
+                                std::int64_t memory_cap, bool verify) {
+  XOptions o;
+  o.memory_cap = memory_cap;
+  BatchPlanHandle p;
+  p.plan = std::make_shared<const XPlan>(plan_batch(src_mesh, dst_mesh, x_arrays(src_mesh, dst_mesh, arrays), o));
+  if (verify) p.sim = simulate_batch(*p.plan);
   return p;
 }
 
@@ -303,6 +352,174 @@ class ContextHandle {
   std::unique_ptr<Context> ctx_;
   std::vector<Recent> recent_;
 };
+
+// The arrays of one cross-mesh call, held for as long as the call reads or writes them: the
+// Python objects, their exported buffers (which keep NumPy from resizing them) and nanobind's
+// views (a non-contiguous input is copied once, and the copy must outlive the call).
+struct HeldArrays {
+  std::vector<nb::object> objects;
+  std::vector<std::unique_ptr<BufferView>> views;
+  std::vector<InArray> ins;
+  std::vector<OutArray> outs;
+
+  ArrayRef hold(nb::handle x, bool writable, const std::string& what) {
+    objects.push_back(nb::borrow(x));
+    auto v = std::make_unique<BufferView>();
+    if (v->acquire(x.ptr(), writable)) {
+      views.push_back(std::move(v));
+      return views.back()->ref();
+    }
+    if (!writable) {
+      InArray a;
+      if (!nb::try_cast(x, a, true))
+        throw MismatchError(fmt::format("{} ({}) is not a host array (buffer protocol or DLPack)", what,
+                                        nb::inst_name(x).c_str()));
+      ins.push_back(a);
+      return ArrayRef{a.dtype(), a.ndim(), a.shape_ptr(), a.data()};
+    }
+    OutArray b;
+    if (!nb::try_cast(x, b, false))
+      throw MismatchError(fmt::format("{} ({}) is not a writable, C-contiguous host array", what,
+                                      nb::inst_name(x).c_str()));
+    outs.push_back(b);
+    return ArrayRef{b.dtype(), b.ndim(), b.shape_ptr(), b.data()};
+  }
+};
+
+// One asynchronous cross-mesh reshard: the XHandle and the arrays it reads and writes.
+struct XHandleBox {
+  std::optional<XHandle> h;  // (an XHandle's default constructor needs its State complete)
+  HeldArrays arrays;
+  nb::object outputs;  // what wait() gives back
+
+  bool done() const { return !h || h->done(); }
+  bool test() {
+    nb::gil_scoped_release release;
+    return !h || h->test();
+  }
+  void wait() {
+    nb::gil_scoped_release release;
+    if (h) h->wait();
+  }
+  ~XHandleBox() {
+    if (!done()) {  // finishes the reshard before the arrays are let go (as XHandle would)
+      nb::gil_scoped_release release;
+      h->wait();
+    }
+  }
+};
+
+// The reshard::XContext behind reshard.XContext.
+class XContextHandle {
+ public:
+  XContextHandle(const Mesh& src, const Mesh& dst, std::uintptr_t comm_address, std::int64_t memory_cap,
+                 std::optional<double> timeout_s) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized || mpi_finalized()) throw Error("reshard.XContext needs MPI to be initialised (and not finalized)");
+    MPI_Comm comm = comm_address ? *reinterpret_cast<MPI_Comm*>(comm_address) : MPI_COMM_WORLD;
+    if (comm == MPI_COMM_NULL) throw Error("reshard.XContext: the communicator is MPI_COMM_NULL");
+    XOptions o;
+    o.memory_cap = memory_cap;
+    ExecOptions exec;
+    if (timeout_s) exec.timeout_s = *timeout_s;
+    nb::gil_scoped_release release;
+    x_ = std::make_unique<XContext>(src, dst, comm, o, exec);
+  }
+  ~XContextHandle() { close(); }
+  void close() {
+    if (!x_) return;
+    if (mpi_finalized()) {
+      (void)x_.release();
+      return;
+    }
+    x_.reset();
+  }
+  bool closed() const { return !x_; }
+  XContext& x() {
+    if (!x_) throw Error("this reshard.XContext is closed");
+    return *x_;
+  }
+
+  BatchPlanHandle plan(const std::vector<std::tuple<std::string, MeshType, MeshType>>& arrays) {
+    XContext& c = x();
+    BatchPlanHandle p;
+    p.plan = c.plan(x_arrays(c.src_mesh(), c.dst_mesh(), arrays));
+    return p;
+  }
+
+  // This rank's local shape of array a's source (target) type; zeros off the mesh.
+  std::vector<std::int64_t> local_shape(const Type& t, const Mesh& mesh, int device) const {
+    if (device < 0) return std::vector<std::int64_t>(t.dims.size(), 0);
+    return t.local_shape(mesh.without_ranks(), device);
+  }
+
+  // Checks the arrays against the plan on this rank and starts it. A problem found here joins
+  // the XContext's agreement, so every rank raises MismatchError and nothing moves.
+  std::unique_ptr<XHandleBox> start(const BatchPlanHandle& ph, nb::sequence ins, nb::sequence outs) {
+    XContext& c = x();
+    const XPlan& p = *ph.plan;
+    auto box = std::make_unique<XHandleBox>();
+    box->outputs = nb::borrow(outs);
+    std::vector<ConstBuffer> cin;
+    std::vector<MutBuffer> mout;
+    std::string err;
+    try {
+      const std::size_t n = p.arrays.size();
+      if (nb::len(ins) != n || nb::len(outs) != n)
+        throw MismatchError(fmt::format("the plan has {} arrays but {} inputs and {} outputs were passed", n,
+                                        nb::len(ins), nb::len(outs)));
+      for (std::size_t i = 0; i < n; ++i) {
+        const XArray& a = p.arrays[i];
+        const std::string name = a.name.empty() ? fmt::format("{}", i) : a.name;
+        try {
+          ArrayRef r = box->arrays.hold(ins[i], false, "the input");
+          Shard s = check_shard("input", r.dtype, r.ndim, r.shape, r.data, a.src,
+                                local_shape(a.src, p.src_mesh, c.src_device()));
+          cin.push_back({s.data, s.bytes});
+          ArrayRef w = box->arrays.hold(outs[i], true, "the output");
+          Shard d = check_shard("output", w.dtype, w.ndim, w.shape, w.data, a.dst,
+                                local_shape(a.dst, p.dst_mesh, c.dst_device()));
+          mout.push_back({const_cast<void*>(d.data), d.bytes});
+        } catch (const MismatchError& e) {
+          throw MismatchError(fmt::format("array '{}': {}", name, e.what()));
+        }
+      }
+    } catch (const MismatchError& e) {
+      err = e.what();
+      cin.assign(p.arrays.size(), {});
+      mout.assign(p.arrays.size(), {});
+    }
+    nb::gil_scoped_release release;
+    box->h.emplace(c.reshard_async(p, cin, mout, err));
+    return box;
+  }
+
+  std::int64_t count_index_mismatches(const BatchPlanHandle& ph, std::size_t i, nb::handle out) {
+    XContext& c = x();
+    const XPlan& p = *ph.plan;
+    if (i >= p.arrays.size()) throw Error(fmt::format("array {} of a plan of {}", i, p.arrays.size()));
+    HeldArrays h;
+    ArrayRef r = h.hold(out, false, "the array checked");
+    Shard s = check_shard("array checked", r.dtype, r.ndim, r.shape, r.data, p.arrays[i].dst,
+                          local_shape(p.arrays[i].dst, p.dst_mesh, c.dst_device()));
+    nb::gil_scoped_release release;
+    return c.count_index_mismatches(p.arrays[i], s.data, s.bytes);
+  }
+
+  void fill_index_src(const MeshType& t, OutArray& out) {
+    XContext& c = x();
+    if (!(t.mesh == c.src_mesh()))
+      throw MismatchError(fmt::format("the type {} lives on mesh {}, not on the source mesh {}", t.text, t.mesh,
+                                      c.src_mesh()));
+    check_shard("output", out.dtype(), out.ndim(), out.shape_ptr(), out.data(), t.type,
+                local_shape(t.type, c.src_mesh(), c.src_device()));
+    c.src_context().fill_index(t.type, out.data());
+  }
+
+ private:
+  std::unique_ptr<XContext> x_;
+};
 #endif
 
 }  // namespace
@@ -358,6 +575,15 @@ NB_MODULE(_core, m) {
                      return shape_tuple(s);
                    })
       .def_prop_ro("num_devices", &Mesh::num_devices)
+      .def_prop_ro("ranks",
+                   [](const Mesh& me) {
+                     std::vector<int> r;
+                     for (int d = 0; d < me.num_devices(); ++d) r.push_back(me.rank_of(d));
+                     return r;
+                   },
+                   "The communicator rank of each device (Mesh('tp=2@4,6').ranks == [4, 6]).")
+      .def("without_ranks", &Mesh::without_ranks, "The same axes on the first ranks.")
+      .def("device_of", &Mesh::device_of, "rank"_a, "The device on communicator rank `rank`, or -1.")
       .def("axis_size", &Mesh::axis_size, "name"_a)
       .def("axis_index", &Mesh::axis_index, "name"_a, "Index of the axis, or -1.")
       .def("coords",
@@ -448,6 +674,57 @@ NB_MODULE(_core, m) {
 
   m.def("plan", &make_plan, "mesh"_a, "src"_a, "dst"_a, "topology"_a = "", "strategy"_a = "reshard",
         "verify"_a = false, "Synthesizes a plan (symbolic, no communication).");
+
+  nb::class_<BatchPlanHandle>(m, "BatchPlan", "One plan for several arrays, from a source mesh to a target mesh.")
+      .def_prop_ro("src_mesh", [](const BatchPlanHandle& p) { return p.plan->src_mesh; })
+      .def_prop_ro("dst_mesh", [](const BatchPlanHandle& p) { return p.plan->dst_mesh; })
+      .def_prop_ro("names",
+                   [](const BatchPlanHandle& p) {
+                     std::vector<std::string> r;
+                     for (const XArray& a : p.plan->arrays) r.push_back(a.name);
+                     return r;
+                   })
+      .def_prop_ro("srcs",
+                   [](const BatchPlanHandle& p) {
+                     std::vector<MeshType> r;
+                     for (const XArray& a : p.plan->arrays) r.emplace_back(a.src, p.plan->src_mesh);
+                     return r;
+                   })
+      .def_prop_ro("dsts",
+                   [](const BatchPlanHandle& p) {
+                     std::vector<MeshType> r;
+                     for (const XArray& a : p.plan->arrays) r.emplace_back(a.dst, p.plan->dst_mesh);
+                     return r;
+                   })
+      .def_prop_ro("world", [](const BatchPlanHandle& p) { return p.plan->world; },
+                   "Ranks the communicator needs.")
+      .def_prop_ro("buckets", [](const BatchPlanHandle& p) { return p.plan->buckets; })
+      .def_prop_ro("rounds", [](const BatchPlanHandle& p) { return p.plan->rounds; })
+      .def_prop_ro("stats",
+                   [](const BatchPlanHandle& p) {
+                     nlohmann::json j = p.json();
+                     for (const char* k : {"mesh", "to_mesh", "steps", "notes", "arrays"}) j.erase(k);
+                     j["bytes_recv"] = p.plan->stats.bytes_recv;
+                     j["lower_bound"] = p.plan->stats.lower_bound;
+                     j["workspace"] = p.plan->stats.workspace;
+                     return json_to_python(j);
+                   },
+                   "The figures of `reshard plan --batch --json`, and per world rank bytes_recv, lower_bound and workspace.")
+      .def_prop_ro("verified",
+                   [](const BatchPlanHandle& p) -> std::optional<bool> {
+                     if (!p.sim) return std::nullopt;
+                     return p.sim->ok;
+                   })
+      .def("to_json", [](const BatchPlanHandle& p, int indent) { return p.json().dump(indent); }, "indent"_a = 2,
+           "The JSON object `reshard plan --batch --json` prints.")
+      .def("__len__", [](const BatchPlanHandle& p) { return p.plan->arrays.size(); })
+      .def("__str__", [](const BatchPlanHandle& p) { return to_string(*p.plan); })
+      .def("__repr__", [](const BatchPlanHandle& p) {
+        return fmt::format("<reshard.BatchPlan {} arrays from {} to {}: {} moves in {} buckets>", p.plan->arrays.size(),
+                           p.plan->src_mesh, p.plan->dst_mesh, p.plan->moves.size(), p.plan->buckets);
+      });
+  m.def("plan_batch", &make_batch_plan, "src_mesh"_a, "dst_mesh"_a, "arrays"_a, "memory_cap"_a = 0, "verify"_a = false,
+        "Plans (name, source, target) arrays from src_mesh to dst_mesh (symbolic, no communication).");
 
 #ifdef RESHARD_PYTHON_MPI
   m.def("mpi_init", &mpi_init, "Initialises MPI if nobody has; returns whether this call did.");
@@ -560,5 +837,26 @@ NB_MODULE(_core, m) {
              return times;
            },
            "x"_a, "out"_a.noconvert(), "src"_a, "dst"_a, "iters"_a, "barrier"_a);
+
+  nb::class_<XHandleBox>(m, "_XHandle")
+      .def("test", &XHandleBox::test)
+      .def("wait", &XHandleBox::wait)
+      .def_prop_ro("done", &XHandleBox::done)
+      .def_prop_ro("outputs", [](const XHandleBox& b) { return b.outputs; });
+  nb::class_<XContextHandle>(m, "_XContext")
+      .def(nb::init<const Mesh&, const Mesh&, std::uintptr_t, std::int64_t, std::optional<double>>(), "src_mesh"_a,
+           "dst_mesh"_a, "comm_address"_a, "memory_cap"_a, "timeout_s"_a)
+      .def("close", &XContextHandle::close)
+      .def_prop_ro("closed", &XContextHandle::closed)
+      .def_prop_ro("src_mesh", [](XContextHandle& c) { return c.x().src_mesh(); })
+      .def_prop_ro("dst_mesh", [](XContextHandle& c) { return c.x().dst_mesh(); })
+      .def_prop_ro("rank", [](XContextHandle& c) { return c.x().rank(); })
+      .def_prop_ro("src_device", [](XContextHandle& c) { return c.x().src_device(); })
+      .def_prop_ro("dst_device", [](XContextHandle& c) { return c.x().dst_device(); })
+      .def_prop_ro("workspace_peak_bytes", [](XContextHandle& c) { return c.x().workspace_peak_bytes(); })
+      .def("plan", &XContextHandle::plan, "arrays"_a)
+      .def("start", &XContextHandle::start, "plan"_a, "xs"_a, "outs"_a)
+      .def("count_index_mismatches", &XContextHandle::count_index_mismatches, "plan"_a, "i"_a, "out"_a)
+      .def("fill_index_src", &XContextHandle::fill_index_src, "type"_a, "out"_a.noconvert());
 #endif
 }

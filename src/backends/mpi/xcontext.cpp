@@ -323,12 +323,13 @@ void XHandle::wait() {
 }
 bool XHandle::done() const { return !s_ || s_->finished; }
 
-XHandle XContext::reshard_async(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out) {
+XHandle XContext::reshard_async(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out,
+                                std::string_view caller_error) {
   Prepared& pr = prepare(plan);
   const XPlan& p = pr.plan;
   const Mesh sm = p.src_mesh.without_ranks(), dm = p.dst_mesh.without_ranks();
   const int s = p.src_mesh.device_of(rank_), t = p.dst_mesh.device_of(rank_);
-  std::string err = pr.local_error;
+  std::string err = pr.local_error.empty() ? std::string(caller_error) : pr.local_error;
   if (err.empty() && (in.size() != p.arrays.size() || out.size() != p.arrays.size()))
     err = fmt::format("the plan has {} arrays but {} inputs and {} outputs were passed", p.arrays.size(), in.size(),
                       out.size());
@@ -404,8 +405,9 @@ XHandle XContext::reshard_async(const XPlan& plan, std::span<const ConstBuffer> 
   return XHandle(std::move(st));
 }
 
-void XContext::reshard(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out) {
-  reshard_async(plan, in, out).wait();
+void XContext::reshard(const XPlan& plan, std::span<const ConstBuffer> in, std::span<const MutBuffer> out,
+                       std::string_view caller_error) {
+  reshard_async(plan, in, out, caller_error).wait();
 }
 
 std::int64_t XContext::count_index_mismatches(const XArray& a, const void* local, std::size_t bytes) {
