@@ -85,6 +85,36 @@ TEST_CASE("cross-mesh: disjoint trainer and inference meshes, byte-minimal and s
   CHECK(p.stats.workspace_bytes == 0);
 }
 
+TEST_CASE("batched: large pieces travel alone and in place, small ones share one packed message") {
+  Mesh a = Mesh::parse("dp=2,tp=2@0-3"), b = Mesh::parse("r=2,tp=2@4-7");
+  auto t = [](const char* s, const Mesh& m) { return Type::parse(s, m.without_ranks()); };
+  // w: 128x128 per trainer rank, a strided 64 KiB piece on both sides; v: contiguous 64 KiB;
+  // s1, s2: 256 B each.
+  std::vector<XArray> arrays = {{"w", t("f32[256{dp},256{tp}]", a), t("f32[256{tp},256]", b)},
+                                {"v", t("f32[256{dp},256{tp}]", a), t("f32[256,256{tp}]", b)},
+                                {"s1", t("f32[256{dp,tp}]", a), t("f32[256]", b)},
+                                {"s2", t("f32[256{dp,tp}]", a), t("f32[256]", b)}};
+  XPlan p = plan_batch(a, b, arrays);
+  CHECK(p.stats.bytes_recv == p.stats.lower_bound);
+  XSimResult s = simulate_batch(p);
+  INFO(s.error);
+  REQUIRE(s.ok);
+  // Per receiver: the 256 B pieces of s1 and s2 from each of the 4 trainer ranks, packed (one
+  // message of 512 B per peer, staged: 4 x 512 B on every rank, sending or receiving); w and v
+  // from 2 trainer ranks each, alone and in place.
+  CHECK(p.stats.workspace_bytes == 4 * 512);
+  for (int r = 4; r < 8; ++r) CHECK(p.stats.calls[r] == 4 + 2 + 2);
+  // Everything in one packed message per peer when nothing is large enough to go alone.
+  XOptions o;
+  o.direct_min_bytes = std::int64_t{1} << 40;
+  XPlan q = plan_batch(a, b, arrays, o);
+  for (int r = 4; r < 8; ++r) CHECK(q.stats.calls[r] == 4);
+  CHECK(simulate_batch(q).ok);
+  CHECK(q.stats.workspace_bytes > p.stats.workspace_bytes);
+  o.direct_min_bytes = 0;
+  CHECK_THROWS_WITH(plan_batch(a, b, arrays, o), Catch::Contains("direct_min_bytes"));
+}
+
 TEST_CASE("cross-mesh: a replicated target with one holder goes through a broadcast tree") {
   Mesh a = Mesh::parse("x=1@0"), b = Mesh::parse("r=8@1-8");
   // 256 KiB: bandwidth-bound, so four rounds of one copy each beat one holder sending eight.
@@ -136,6 +166,7 @@ TEST_CASE("property: random cross-mesh batches are correct, byte-minimal and wit
     XOptions o;
     if (gen.uniform(0, 3) == 0) o.memory_cap = gen.uniform(16, 4096);
     if (gen.uniform(0, 1)) o.link = {10.0, 1e-7};  // makes trees attractive
+    if (gen.uniform(0, 1)) o.direct_min_bytes = gen.uniform(1, 64);  // many pieces alone, in place
     XPlan p;
     try {
       p = plan_batch(c.src_mesh, c.dst_mesh, c.arrays, o);
@@ -149,8 +180,8 @@ TEST_CASE("property: random cross-mesh batches are correct, byte-minimal and wit
     capped += p.buckets > 1;
     with_tree += p.rounds > 1;
     for (const auto& pre : p.pre) reductions += !pre.steps.empty();
-    INFO(fmt::format("case {} ({}): {} -> {}, cap {}\n{}", i, c.placement, c.src_mesh, c.dst_mesh, o.memory_cap,
-                     to_string(p)));
+    INFO(fmt::format("case {} ({}): {} -> {}, cap {}, alone from {} B\n{}", i, c.placement, c.src_mesh, c.dst_mesh,
+                     o.memory_cap, o.direct_min_bytes, to_string(p)));
     XSimResult s = simulate_batch(p);
     INFO(s.error);
     REQUIRE(s.ok);

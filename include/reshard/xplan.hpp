@@ -61,6 +61,11 @@ struct XOptions {
   SynthOptions synth;
   // false: never relay (every receiver is served by a holder of the source block).
   bool allow_tree = true;
+  // A move of at least this many bytes travels as a message of its own, in place on both
+  // sides (no staging; a strided box as a derived datatype); smaller ones share one packed
+  // message per peer (docs/batched.md, "How data moves"): for a large piece the copies saved
+  // cost more than the message added, for small ones the message does.
+  std::int64_t direct_min_bytes = 16384;
 };
 
 // Exact figures over world ranks.
@@ -89,6 +94,7 @@ struct XPlan {
   std::vector<XMove> moves;  // sorted by (bucket, round, from, to, array)
   int buckets = 0, rounds = 0;
   std::int64_t memory_cap = 0;
+  std::int64_t direct_min_bytes = 16384;  // XOptions::direct_min_bytes (xplan_detail.hpp)
   std::vector<std::string> notes;
   XStats stats;
   bool cross_mesh() const { return !(src_mesh == dst_mesh); }

@@ -113,6 +113,8 @@ XPlan plan_batch(const Mesh& src_mesh, const Mesh& dst_mesh, std::vector<XArray>
   p.dst_mesh = dst_mesh;
   p.world = std::max(src_mesh.ranks_needed(), dst_mesh.ranks_needed());
   p.memory_cap = opts.memory_cap;
+  if (opts.direct_min_bytes < 1) throw Error("XOptions::direct_min_bytes must be at least 1 byte");
+  p.direct_min_bytes = opts.direct_min_bytes;
   if (arrays.empty()) throw MismatchError("a batch needs at least one array");
   for (std::size_t i = 0; i < arrays.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j)
@@ -297,10 +299,7 @@ XPlan plan_batch(const Mesh& src_mesh, const Mesh& dst_mesh, std::vector<XArray>
       st.calls[msg.to] += 1;
       staging[msg.from] += msg.send_staging;
       staging[msg.to] += msg.recv_staging;
-      for (std::size_t i = msg.first; i < msg.last; ++i) {
-        const XMove& m = p.moves[i];
-        arr_recv[m.array][m.to] += m.box.volume() * static_cast<std::int64_t>(size_of(p.arrays[m.array].src.dtype));
-      }
+      for (std::size_t i : msg.moves) arr_recv[p.moves[i].array][p.moves[i].to] += xdetail::move_bytes(p, p.moves[i]);
     }
     for (int r = 0; r < W; ++r) slot[phase_no % 2][r] = std::max(slot[phase_no % 2][r], staging[r]);
     ++phase_no;
@@ -335,7 +334,7 @@ XPlan plan_cross(const Mesh& src_mesh, const Mesh& dst_mesh, const Type& src, co
 }
 
 std::string xplan_fingerprint(const XPlan& p) {
-  std::string s = fmt::format("{}>{}|{}|{}", p.src_mesh, p.dst_mesh, p.memory_cap, p.moves.size());
+  std::string s = fmt::format("{}>{}|{}|{}|{}", p.src_mesh, p.dst_mesh, p.memory_cap, p.direct_min_bytes, p.moves.size());
   for (const auto& a : p.arrays) s += fmt::format("|{}:{}>{}", a.name, a.src, a.dst);
   for (const auto& m : p.moves)
     s += fmt::format(";{},{},{},{},{},{},{}", m.array, m.from, m.to, m.box, m.bucket, m.round, m.relay ? 1 : 0);

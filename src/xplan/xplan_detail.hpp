@@ -2,10 +2,17 @@
 // How a cross-mesh plan's moves become messages: shared by the planner's figures, the
 // simulator and the MPI executor, so that all three stage exactly the same bytes.
 //
-// A phase is one (bucket, round). In a phase, all moves from one rank to another form one
-// message (all arrays together). A message of a single box that is contiguous in the sender's
-// buffer is sent from it in place; one contiguous in the receiver's target shard lands in
-// place; other messages are packed (unpacked) through staging, moves in plan order.
+// A phase is one (bucket, round). In a phase, the moves from one rank to another travel as
+// few MPI messages as the data allows:
+//  - a move of at least XPlan::direct_min_bytes goes alone, read from the sender's buffer and
+//    written into the receiver's in place (a derived datatype where the box is strided): no
+//    pack, no unpack, no staging; over shared memory the MPI library copies a contiguous one
+//    once (process_vm_readv), which one packed message of many arrays cannot do;
+//  - every other move of the pair shares one packed message (all arrays together), packed and
+//    unpacked through staging, moves in plan order; one such move alone is in place on
+//    whichever side it is contiguous.
+// Messages of a pair keep their order on both sides (MPI does not reorder messages between
+// two ranks with the same tag), so each receive matches the send it was planned for.
 #include <cstdint>
 #include <vector>
 
@@ -36,17 +43,22 @@ inline Box recv_block(const XPlan& p, const XMove& m) {
 
 struct Message {
   int from = 0, to = 0;
-  std::size_t first = 0, last = 0;  // moves [first, last) of XPlan::moves
+  std::vector<std::size_t> moves;  // indices into XPlan::moves, in plan order
   std::int64_t bytes = 0;
   std::int64_t send_staging = 0, recv_staging = 0;  // 0 where it moves in place
+  bool alone = false;  // one large move, in place on both sides (strided: a derived datatype)
 };
 
 struct Phase {
   int bucket = 0, round = 0;
   bool relays = false;  // some sender forwards what an earlier round delivered
-  std::vector<Message> messages;   // by (from, to)
+  std::vector<Message> messages;    // by (from, to); a pair's messages in the order they are posted
   std::vector<std::size_t> locals;  // moves with from == to
 };
+
+inline std::int64_t move_bytes(const XPlan& p, const XMove& m) {
+  return m.box.volume() * static_cast<std::int64_t>(size_of(p.arrays[m.array].src.dtype));
+}
 
 inline std::vector<Phase> phases_of(const XPlan& p) {
   std::vector<Phase> out;
@@ -60,20 +72,31 @@ inline std::vector<Phase> phases_of(const XPlan& p) {
         ph.locals.push_back(i++);
         continue;
       }
-      Message msg{m.from, m.to, i, i, 0, 0, 0};
+      // The moves of one (from, to) pair: large contiguous ones alone, the rest packed.
+      Message packed{m.from, m.to, {}, 0, 0, 0, false};
+      std::vector<Message> alone;
       while (i < p.moves.size() && p.moves[i].bucket == ph.bucket && p.moves[i].round == ph.round &&
              p.moves[i].from == m.from && p.moves[i].to == m.to) {
         const XMove& x = p.moves[i];
-        msg.bytes += x.box.volume() * static_cast<std::int64_t>(size_of(p.arrays[x.array].src.dtype));
+        const std::int64_t b = move_bytes(p, x);
         ph.relays = ph.relays || x.relay;
+        if (b >= p.direct_min_bytes) {
+          alone.push_back({m.from, m.to, {i}, b, 0, 0, true});
+        } else {
+          packed.moves.push_back(i);
+          packed.bytes += b;
+        }
         ++i;
       }
-      msg.last = i;
-      const bool one = msg.last - msg.first == 1;
-      const XMove& f = p.moves[msg.first];
-      msg.send_staging = one && is_contiguous(f.box, send_block(p, f)) ? 0 : msg.bytes;
-      msg.recv_staging = one && is_contiguous(f.box, recv_block(p, f)) ? 0 : msg.bytes;
-      ph.messages.push_back(msg);
+      if (packed.moves.size() == 1) {
+        const XMove& f = p.moves[packed.moves[0]];
+        packed.send_staging = is_contiguous(f.box, send_block(p, f)) ? 0 : packed.bytes;
+        packed.recv_staging = is_contiguous(f.box, recv_block(p, f)) ? 0 : packed.bytes;
+      } else {
+        packed.send_staging = packed.recv_staging = packed.bytes;
+      }
+      if (!packed.moves.empty()) ph.messages.push_back(std::move(packed));
+      for (Message& a : alone) ph.messages.push_back(std::move(a));
     }
     out.push_back(std::move(ph));
   }

@@ -60,7 +60,7 @@ XSimResult simulate_batch(const XPlan& p) {
     for (const xdetail::Message& msg : ph.messages) {
       Bytes packet(static_cast<std::size_t>(msg.bytes));
       std::size_t at = 0;
-      for (std::size_t i = msg.first; i < msg.last; ++i) {
+      for (std::size_t i : msg.moves) {
         const XMove& m = p.moves[i];
         const std::size_t elem = size_of(p.arrays[m.array].src.dtype);
         const Bytes& from = m.relay ? out[m.from][m.array] : in[m.from][m.array];
@@ -83,7 +83,7 @@ XSimResult simulate_batch(const XPlan& p) {
       const xdetail::Message& msg = ph.messages[k];
       res.bytes_recv[msg.to] += static_cast<std::int64_t>(packets[k].size());
       std::size_t at = 0;
-      for (std::size_t i = msg.first; i < msg.last; ++i) {
+      for (std::size_t i : msg.moves) {
         const XMove& m = p.moves[i];
         const std::size_t elem = size_of(p.arrays[m.array].src.dtype);
         if (p.dst_mesh.device_of(m.to) < 0) {

@@ -53,7 +53,10 @@ TEST_CASE("random cross-mesh batches match the index fill on every target rank",
     XOptions o;
     if (gen.uniform(0, 2) == 0) o.memory_cap = gen.uniform(64, 2048);
     if (gen.uniform(0, 1)) o.link = {10.0, 1e-8};  // trees
-    INFO(fmt::format("case {} ({}): {} -> {}, cap {}", i, c.placement, c.src_mesh, c.dst_mesh, o.memory_cap));
+    // Small pieces alone too: in-place messages, strided ones as derived datatypes.
+    if (gen.uniform(0, 1)) o.direct_min_bytes = gen.uniform(1, 64);
+    INFO(fmt::format("case {} ({}): {} -> {}, cap {}, alone from {} B", i, c.placement, c.src_mesh, c.dst_mesh,
+                     o.memory_cap, o.direct_min_bytes));
     XContext x(c.src_mesh, c.dst_mesh, MPI_COMM_WORLD, o);
     std::shared_ptr<const XPlan> p = x.plan(c.arrays);
     INFO(to_string(*p));

@@ -4,10 +4,12 @@
 #include "reshard/xcontext.hpp"
 
 #include <chrono>
+#include <climits>
 #include <cstring>
 
 #include "../../xplan/xplan_detail.hpp"
 #include "mpi_comm.hpp"
+#include "reshard/detail/box_walk.hpp"
 #include "reshard/error.hpp"
 #include "reshard/host_kernels.hpp"
 
@@ -16,53 +18,135 @@ namespace reshard {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using detail::BoxWalk;
 
-// Where one box of one array sits in this rank's buffer: shape of the block, corner, extent.
-struct BoxAt {
-  int array = 0;
-  bool from_out = false;  // reads the target shard (a relay) / writes the target shard
-  std::vector<std::int64_t> shape, offset, extent;
-  std::int64_t bytes = 0, linear = 0;  // linear: byte offset of the corner (for in-place runs)
+// One side of a prepared copy: an array's buffer (this rank's source shard, or its target
+// shard when `out`) or, with array == -1, the phase's staging part; `off` bytes into it.
+struct Side {
+  int array = -1;
+  bool out = false;
+  std::int64_t off = 0;
+};
+
+// One box copy, prepared once per plan: a walk over bytes (bases folded into the sides'
+// offsets), so that a call only runs loops of fixed-length runs.
+struct Copy {
+  Side src, dst;
+  BoxWalk walk;
 };
 
 struct Msg {
   int peer = 0;
   std::int64_t bytes = 0;
   bool in_place = false;
-  std::vector<BoxAt> boxes;
+  Side place;                // in place: where the box's first byte sits in the caller's buffer
+  MPI_Datatype type = MPI_BYTE;  // in place: MPI_BYTE x bytes, or the strided box's datatype x 1
+  int count = 0;
+  std::int64_t stage = 0;    // staged: offset in the phase's send (receive) part
+  std::vector<Copy> copies;  // staged: pack (unpack) copies, in message order
 };
 
 struct PhasePrep {
   std::vector<Msg> sends, recvs;
-  std::vector<std::pair<BoxAt, BoxAt>> locals;  // source box, target box
+  std::vector<Copy> locals;  // source shard to target shard
   bool relays = false;
   std::int64_t send_staging = 0, recv_staging = 0;
 };
 
-BoxAt box_at(const XPlan& p, const XMove& m, const Box& block, bool from_out) {
-  BoxAt b;
-  b.array = m.array;
-  b.from_out = from_out;
-  b.shape = extents(block);
-  b.offset = offset_in(m.box, block);
-  b.extent = extents(m.box);
-  const std::int64_t elem = static_cast<std::int64_t>(size_of(p.arrays[m.array].src.dtype));
-  b.bytes = m.box.volume() * elem;
-  std::int64_t lin = 0;
-  for (std::size_t d = 0; d < b.shape.size(); ++d) lin = lin * b.shape[d] + b.offset[d];
-  b.linear = lin * elem;
-  return b;
+// The byte walk of `extent` at `src_off` in `src_shape` to `dst_off` in `dst_shape`, its bases
+// returned in bytes through the sides. Pre: the box fits (the planner's boxes are in blocks).
+Copy copy_of(std::span<const std::int64_t> src_shape, std::span<const std::int64_t> src_off,
+             std::span<const std::int64_t> dst_shape, std::span<const std::int64_t> dst_off,
+             std::span<const std::int64_t> extent, std::size_t elem, Side src, Side dst) {
+  Copy c;
+  if (const char* err = detail::make_box_walk(static_cast<int>(extent.size()), src_shape.data(), src_off.data(),
+                                              dst_shape.data(), dst_off.data(), extent.data(), c.walk))
+    throw Error(std::string("cross-mesh plan: ") + err);
+  const auto es = static_cast<std::int64_t>(elem);
+  src.off += c.walk.src_base * es;
+  dst.off += c.walk.dst_base * es;
+  c.walk.src_base = c.walk.dst_base = 0;
+  if (c.walk.volume > 0) detail::rescale_walk(c.walk, elem, 1);
+  c.src = src;
+  c.dst = dst;
+  return c;
 }
 
-std::size_t elem_of(const XPlan& p, int array) { return size_of(p.arrays[array].src.dtype); }
+// The rows of a walk, each a memcpy of N bytes the compiler inlines (small runs: the strided
+// columns of a transposed layout), or of the run's length.
+template <std::size_t N>
+void copy_rows(const BoxWalk& w, const std::byte* s, std::byte* d) {
+  const std::size_t len = N ? N : static_cast<std::size_t>(w.run());
+  if (w.rank == 2) {  // the common case: one loop of rows
+    const std::int64_t ss = w.src_stride[0], ds = w.dst_stride[0];
+    for (std::int64_t r = 0; r < w.extent[0]; ++r) std::memcpy(d + r * ds, s + r * ss, len);
+    return;
+  }
+  std::int64_t idx[detail::kMaxWalkRank] = {};
+  std::int64_t so = 0, dof = 0;
+  for (;;) {
+    std::memcpy(d + dof, s + so, len);
+    int k = w.rank - 2;
+    for (; k >= 0; --k) {
+      so += w.src_stride[k];
+      dof += w.dst_stride[k];
+      if (++idx[k] < w.extent[k]) break;
+      so -= w.src_stride[k] * w.extent[k];
+      dof -= w.dst_stride[k] * w.extent[k];
+      idx[k] = 0;
+    }
+    if (k < 0) return;
+  }
+}
 
-// A pointer into a buffer where the caller passed none (an empty shard): never dereferenced.
-std::byte* at(void* base, std::int64_t off) { return static_cast<std::byte*>(base) + off; }
+void run_copy(const BoxWalk& w, const std::byte* s, std::byte* d) {
+  if (w.volume == 0) return;
+  if (w.rank == 1) {
+    std::memcpy(d, s, static_cast<std::size_t>(w.volume));
+    return;
+  }
+  switch (w.run()) {
+    case 2: return copy_rows<2>(w, s, d);
+    case 4: return copy_rows<4>(w, s, d);
+    case 8: return copy_rows<8>(w, s, d);
+    case 16: return copy_rows<16>(w, s, d);
+    case 32: return copy_rows<32>(w, s, d);
+    case 64: return copy_rows<64>(w, s, d);
+    default: return copy_rows<0>(w, s, d);
+  }
+}
+
+// The datatype of a strided byte walk (one side's strides): its run, then an hvector per outer
+// loop; the types made are appended to `owned` (the last one is committed).
+MPI_Datatype type_of(const BoxWalk& w, bool src_side, std::vector<MPI_Datatype>& owned) {
+  MPI_Datatype t = MPI_DATATYPE_NULL;
+  mpi::check(MPI_Type_contiguous(static_cast<int>(w.run()), MPI_BYTE, &t), "MPI_Type_contiguous");
+  owned.push_back(t);
+  for (int k = w.rank - 2; k >= 0; --k) {
+    MPI_Datatype outer = MPI_DATATYPE_NULL;
+    const std::int64_t stride = src_side ? w.src_stride[k] : w.dst_stride[k];
+    mpi::check(MPI_Type_create_hvector(static_cast<int>(w.extent[k]), 1, static_cast<MPI_Aint>(stride), t, &outer),
+               "MPI_Type_create_hvector");
+    owned.push_back(outer);
+    t = outer;
+  }
+  mpi::check(MPI_Type_commit(&owned.back()), "MPI_Type_commit");
+  return owned.back();
+}
+
+// Byte offset of the corner of `box` in the dense row-major `block`.
+std::int64_t linear_bytes(const Box& box, const Box& block, std::size_t elem) {
+  const auto shape = extents(block), off = offset_in(box, block);
+  std::int64_t lin = 0;
+  for (std::size_t d = 0; d < shape.size(); ++d) lin = lin * shape[d] + off[d];
+  return lin * static_cast<std::int64_t>(elem);
+}
 
 }  // namespace
 
 struct XContext::Prepared {
   XPlan plan;
+  const XPlan* origin = nullptr;  // the cached plan (XContext::plan) this was prepared for
   std::vector<PhasePrep> phases;
   std::int64_t slot_bytes[2] = {0, 0};
   // One set per reshard in flight: staging (two slots, each its send part then its receive
@@ -76,6 +160,17 @@ struct XContext::Prepared {
   std::vector<std::size_t> mid_bytes;  // per array (0: no `pre`)
   std::uint64_t hash = 0;
   std::string summary, local_error;
+  std::vector<MPI_Datatype> types;  // of the strided messages that move in place
+
+  Prepared() = default;
+  Prepared(const Prepared&) = delete;
+  Prepared& operator=(const Prepared&) = delete;
+  ~Prepared() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized)
+      for (MPI_Datatype& t : types) MPI_Type_free(&t);
+  }
 };
 
 void XContext::hold(std::int64_t bytes) {
@@ -111,12 +206,22 @@ std::shared_ptr<const XPlan> XContext::plan(const std::vector<XArray>& arrays) {
 }
 
 XContext::Prepared& XContext::prepare(const XPlan& plan) {
+  // A plan from plan() is const and kept alive by plans_: its address identifies it, and a
+  // loop that reshards the same batch every step finds its messages without comparing moves.
   for (auto& pr : prepared_)
-    if (pr->plan.moves == plan.moves && pr->plan.arrays == plan.arrays && pr->plan.src_mesh == plan.src_mesh &&
-        pr->plan.dst_mesh == plan.dst_mesh)
+    if (pr->origin == &plan) return *pr;
+  const XPlan* origin = nullptr;
+  for (auto& [a, p] : plans_)
+    if (p.get() == &plan) origin = p.get();
+  for (auto& pr : prepared_)
+    if (pr->plan.moves == plan.moves && pr->plan.direct_min_bytes == plan.direct_min_bytes &&
+        pr->plan.arrays == plan.arrays && pr->plan.src_mesh == plan.src_mesh && pr->plan.dst_mesh == plan.dst_mesh) {
+      if (origin && !pr->origin) pr->origin = origin;
       return *pr;
+    }
   auto pr = std::make_unique<Prepared>();
   pr->plan = plan;
+  pr->origin = origin;
   const XPlan& p = pr->plan;
   const std::string fp = xplan_fingerprint(p);
   pr->hash = fnv1a(fp);
@@ -139,19 +244,47 @@ XContext::Prepared& XContext::prepare(const XPlan& plan) {
       if (msg.bytes > INT_MAX)
         pr->local_error = fmt::format("a message of {} B to rank {} is over MPI's 2 GiB count; use a --memory-cap",
                                       msg.bytes, m.peer);
-      for (std::size_t i = msg.first; i < msg.last; ++i) {
-        const XMove& mv = p.moves[i];
-        m.boxes.push_back(sending ? box_at(p, mv, xdetail::send_block(p, mv), mv.relay)
-                                  : box_at(p, mv, xdetail::recv_block(p, mv), true));
+      std::int64_t& part = sending ? pp.send_staging : pp.recv_staging;
+      if (m.in_place) {
+        const XMove& mv = p.moves[msg.moves.front()];
+        const std::size_t elem = size_of(p.arrays[mv.array].src.dtype);
+        const Box blk = sending ? xdetail::send_block(p, mv) : xdetail::recv_block(p, mv);
+        const auto shape = extents(blk), off = offset_in(mv.box, blk), ext = extents(mv.box);
+        const std::vector<std::int64_t> zero(ext.size(), 0);
+        // The walk of the box in this side's buffer (its strides on the buffer's side).
+        const Copy c = sending ? copy_of(shape, off, ext, zero, ext, elem, Side{mv.array, mv.relay, 0}, Side{})
+                               : copy_of(ext, zero, shape, off, ext, elem, Side{}, Side{mv.array, true, 0});
+        m.place = sending ? c.src : c.dst;
+        if (c.walk.rank <= 1 || msg.bytes > INT_MAX) {  // too large: refused by local_error
+          m.count = static_cast<int>(std::min<std::int64_t>(m.bytes, INT_MAX));
+        } else {
+          m.type = type_of(c.walk, sending, pr->types);
+          m.count = 1;
+        }
+      } else {
+        m.stage = part;
+        std::int64_t at = part;
+        for (std::size_t i : msg.moves) {
+          const XMove& mv = p.moves[i];
+          const std::size_t elem = size_of(p.arrays[mv.array].src.dtype);
+          const Box blk = sending ? xdetail::send_block(p, mv) : xdetail::recv_block(p, mv);
+          const auto shape = extents(blk), off = offset_in(mv.box, blk), ext = extents(mv.box);
+          const std::vector<std::int64_t> zero(ext.size(), 0);
+          m.copies.push_back(sending ? copy_of(shape, off, ext, zero, ext, elem, Side{mv.array, mv.relay, 0}, Side{-1, false, at})
+                                     : copy_of(ext, zero, shape, off, ext, elem, Side{-1, false, at}, Side{mv.array, true, 0}));
+          at += xdetail::move_bytes(p, mv);
+        }
+        part += m.bytes;
       }
-      (sending ? pp.send_staging : pp.recv_staging) += m.in_place ? 0 : m.bytes;
       (sending ? pp.sends : pp.recvs).push_back(std::move(m));
     }
     for (std::size_t i : ph.locals) {
       const XMove& mv = p.moves[i];
       if (mv.from != rank_) continue;
-      pp.locals.emplace_back(box_at(p, mv, xdetail::send_block(p, mv), false),
-                             box_at(p, mv, xdetail::recv_block(p, mv), true));
+      const Box sb = xdetail::send_block(p, mv), rb = xdetail::recv_block(p, mv);
+      pp.locals.push_back(copy_of(extents(sb), offset_in(mv.box, sb), extents(rb), offset_in(mv.box, rb),
+                                  extents(mv.box), size_of(p.arrays[mv.array].src.dtype), Side{mv.array, false, 0},
+                                  Side{mv.array, true, 0}));
     }
     pr->slot_bytes[phase_no % 2] = std::max(pr->slot_bytes[phase_no % 2], pp.send_staging + pp.recv_staging);
     pr->phases.push_back(std::move(pp));
@@ -186,19 +319,18 @@ struct XHandle::State {
     const PhasePrep& ph = pr->phases[k];
     return pr->sets[set].staging.data() + base + (recv ? ph.send_staging : 0);
   }
-  const std::byte* src_of(const BoxAt& b) const { return b.from_out ? out[b.array] : in[b.array]; }
+  // Where a side of a copy or message is. Only called for sides that hold bytes, so never on a
+  // null buffer (an empty shard).
+  const std::byte* src_at(const Side& s, const std::byte* stage) const {
+    return (s.array < 0 ? stage : s.out ? out[s.array] : in[s.array]) + s.off;
+  }
+  std::byte* dst_at(const Side& s, std::byte* stage) const { return (s.array < 0 ? stage : out[s.array]) + s.off; }
+  void run(const Copy& c, std::byte* stage) const { run_copy(c.walk, src_at(c.src, stage), dst_at(c.dst, stage)); }
 
   void pack(std::size_t k) {
-    const PhasePrep& ph = pr->phases[k];
     std::byte* st = slot(k, false);
-    for (const Msg& m : ph.sends) {
-      if (m.in_place) continue;
-      for (const BoxAt& b : m.boxes) {
-        std::vector<std::int64_t> zero(b.extent.size(), 0);
-        copy_box(src_of(b), b.shape, b.offset, st, b.extent, zero, b.extent, elem_of(pr->plan, b.array));
-        st += b.bytes;
-      }
-    }
+    for (const Msg& m : pr->phases[k].sends)
+      for (const Copy& c : m.copies) run(c, st);
   }
   void post(std::size_t k) {
     const PhasePrep& ph = pr->phases[k];
@@ -206,33 +338,29 @@ struct XHandle::State {
     std::byte* rs = slot(k, true);
     std::size_t q = 0;
     for (const Msg& m : ph.recvs) {
-      void* dst = m.in_place ? at(out[m.boxes[0].array], m.boxes[0].linear) : rs;
-      if (!m.in_place) rs += m.bytes;
-      mpi::check(MPI_Irecv(dst, static_cast<int>(m.bytes), MPI_BYTE, m.peer, tag, x->comm_, &reqs[q++]), "MPI_Irecv");
+      if (m.in_place)
+        mpi::check(MPI_Irecv(dst_at(m.place, rs), m.count, m.type, m.peer, tag, x->comm_, &reqs[q++]), "MPI_Irecv");
+      else
+        mpi::check(MPI_Irecv(rs + m.stage, static_cast<int>(m.bytes), MPI_BYTE, m.peer, tag, x->comm_, &reqs[q++]),
+                   "MPI_Irecv");
     }
     std::byte* ss = slot(k, false);
     for (const Msg& m : ph.sends) {
-      const void* src = m.in_place ? src_of(m.boxes[0]) + m.boxes[0].linear : ss;
-      if (!m.in_place) ss += m.bytes;
-      mpi::check(MPI_Isend(src, static_cast<int>(m.bytes), MPI_BYTE, m.peer, tag, x->comm_, &reqs[q++]), "MPI_Isend");
+      if (m.in_place)
+        mpi::check(MPI_Isend(src_at(m.place, ss), m.count, m.type, m.peer, tag, x->comm_, &reqs[q++]), "MPI_Isend");
+      else
+        mpi::check(MPI_Isend(ss + m.stage, static_cast<int>(m.bytes), MPI_BYTE, m.peer, tag, x->comm_, &reqs[q++]),
+                   "MPI_Isend");
     }
     // Local copies read the source shard (never a relay), write boxes no message writes.
-    for (const auto& [s, d] : ph.locals)
-      copy_box(in[s.array], s.shape, s.offset, out[d.array], d.shape, d.offset, s.extent, elem_of(pr->plan, s.array));
+    for (const Copy& c : ph.locals) run(c, nullptr);
     posted = true;
     since = last_poll = Clock::now();
   }
   void unpack(std::size_t k) {
-    const PhasePrep& ph = pr->phases[k];
-    const std::byte* rs = slot(k, true);
-    for (const Msg& m : ph.recvs) {
-      if (m.in_place) continue;
-      for (const BoxAt& b : m.boxes) {
-        std::vector<std::int64_t> zero(b.extent.size(), 0);
-        copy_box(rs, b.extent, zero, out[b.array], b.shape, b.offset, b.extent, elem_of(pr->plan, b.array));
-        rs += b.bytes;
-      }
-    }
+    std::byte* rs = slot(k, true);
+    for (const Msg& m : pr->phases[k].recvs)
+      for (const Copy& c : m.copies) run(c, rs);
   }
   // Packs the next phase while this one is on the wire, unless it forwards what this one brings.
   void prefetch() {
