@@ -3,6 +3,11 @@
 #   -DMODE=run     every row present with the contract's fields and verified, the summary, the
 #                  CSV, the SVG and the table; cases larger than the world skipped with a note
 #   -DMODE=errors  bad arguments and a bad suite fail on every rank with a message, fast
+#   -DMODE=xmesh   batched and cross-mesh cases (SUITE: bench_xmesh_tiny.txt, NP 4): with --batch
+#                  the lines on one pair of meshes make one case; every case has the four rows
+#                  (reshard, single_calls, raw_alltoallv, gather_scatter), verified with 0 wrong,
+#                  the summary has a ratio against each baseline; without --batch only lines with
+#                  a target mesh are cross-mesh cases; never timing
 #   -DMODE=sweep   nccl-tests' options: -b/-e/-f sizes (each case scaled along its largest dim),
 #                  -d dtype, -n/-w; a row per case, size and strategy with S near the size asked
 #                  for, the #wrong column, a progress line per case on stderr, and algbw/busbw as
@@ -40,12 +45,79 @@ if(MODE STREQUAL "errors")
                "--suite;${SUITE};-b;64K;-e;4K"
                "--suite;${SUITE};-b;1K;-e;4K;-f;1"
                "--suite;${SUITE};-b;1K"
-               "--suite;${SUITE};-d;f128")
+               "--suite;${SUITE};-d;f128"
+               "--suite;${SUITE};--batch;-b;1K;-e;4K")
     run_bench(rc out err ${args})
     if(rc EQUAL 0 OR NOT err MATCHES "reshard bench: error")
       fail("bench ${args}: expected a failure with a message, got exit ${rc}\nstdout: ${out}\nstderr: ${err}")
     endif()
   endforeach()
+  return()
+endif()
+
+if(MODE STREQUAL "xmesh")
+  run_bench(rc out err --suite ${SUITE} --batch --iters 2 --warmup 1 --json ${OUT}.json --csv ${OUT}.csv)
+  if(NOT rc EQUAL 0)
+    fail("bench --batch exited ${rc}\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  file(READ ${OUT}.json json)
+  string(JSON ncases LENGTH "${json}" cases)
+  string(JSON nrows LENGTH "${json}" rows)
+  if(NOT ncases EQUAL 3 OR NOT nrows EQUAL 12)
+    fail("${ncases} cases and ${nrows} rows, expected 3 (x_disjoint, x_overlap, b1..b4) and 3 x 4\n${out}")
+  endif()
+  set(seen "")
+  math(EXPR last "${nrows} - 1")
+  foreach(i RANGE ${last})
+    string(JSON name GET "${json}" rows ${i} case)
+    string(JSON strategy GET "${json}" rows ${i} strategy)
+    string(JSON verified GET "${json}" rows ${i} verified)
+    string(JSON wrong GET "${json}" rows ${i} wrong)
+    string(JSON to_mesh GET "${json}" rows ${i} to_mesh)
+    if(NOT verified OR NOT wrong EQUAL 0)
+      fail("row ${name} ${strategy}: verified ${verified}, ${wrong} wrong")
+    endif()
+    if(name STREQUAL "b1..b4")
+      string(JSON arrays GET "${json}" rows ${i} arrays)
+      if(NOT arrays EQUAL 4 OR NOT to_mesh STREQUAL "x=2")
+        fail("row ${name} ${strategy}: ${arrays} arrays to ${to_mesh}, expected 4 arrays to x=2")
+      endif()
+    endif()
+    if(strategy STREQUAL "reshard")
+      foreach(other single_calls raw_alltoallv gather_scatter)
+        string(JSON ratio ERROR_VARIABLE missing GET "${json}" rows ${i} speedup_vs ${other})
+        if(missing OR NOT ratio GREATER 0)
+          fail("row ${name} reshard: no ratio against ${other}")
+        endif()
+      endforeach()
+    endif()
+    list(APPEND seen "${name}/${strategy}")
+  endforeach()
+  foreach(c x_disjoint x_overlap b1..b4)
+    foreach(s reshard single_calls raw_alltoallv gather_scatter)
+      if(NOT "${c}/${s}" IN_LIST seen)
+        fail("no row ${c}/${s}; rows: ${seen}")
+      endif()
+    endforeach()
+  endforeach()
+  foreach(other single_calls raw_alltoallv gather_scatter)
+    string(JSON n GET "${json}" summary reshard_vs ${other} cases)
+    if(NOT n EQUAL 3)
+      fail("summary: reshard against ${other} over ${n} cases, expected 3")
+    endif()
+  endforeach()
+  check_csv_lines(${OUT}.csv 13)
+  # Without --batch: b1..b4 are ordinary cases, the two lines with a target mesh cross-mesh ones.
+  run_bench(rc out err --suite ${SUITE} --iters 1 --warmup 1 --strategies reshard --json ${OUT}.plain.json)
+  if(NOT rc EQUAL 0)
+    fail("bench without --batch exited ${rc}\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  file(READ ${OUT}.plain.json json)
+  string(JSON ncases LENGTH "${json}" cases)
+  string(JSON nrows LENGTH "${json}" rows)
+  if(NOT ncases EQUAL 6 OR NOT nrows EQUAL 12)
+    fail("without --batch: ${ncases} cases and ${nrows} rows, expected 6 and 4 + 2 x 4\n${out}")
+  endif()
   return()
 endif()
 

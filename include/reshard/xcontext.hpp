@@ -28,6 +28,8 @@
 //
 // Errors: buffer sizes, a plan that differs between ranks or meshes that do not fit the
 // communicator are MismatchError on every rank before anything moves (nothing is written).
+// That check is one small all-reduce per call; with ExecOptions::check_every_call false (as
+// for Context) only a plan's first call makes it, and later bad buffers throw on their rank.
 // A peer that never sends: past ExecOptions::timeout_s the rank names the phase and the peers
 // it waited for (receiving and sending) and ends the job (MPI_Abort, exit code 3). The time
 // counts while the rank polls: a gap of more than half the timeout between two test() calls
@@ -92,6 +94,8 @@ class XContext {
   const Mesh& src_mesh() const { return src_mesh_; }
   const Mesh& dst_mesh() const { return dst_mesh_; }
   int rank() const { return rank_; }
+  const XOptions& options() const { return opts_; }
+  const ExecOptions& exec_options() const { return exec_; }
   int src_device() const { return src_mesh_.device_of(rank_); }  // -1: not on the source mesh
   int dst_device() const { return dst_mesh_.device_of(rank_); }
   // Contexts of each mesh (for fill and check of its types, or ordinary plans on one mesh).

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <numeric>
+#include <random>
 #include <functional>
 #include <optional>
 #include <string>
@@ -105,8 +107,24 @@ inline void warm_up(MPI_Comm comm, const Timing& t, Contender& c) {
   for (int i = 1; i < t.warmup; ++i) time_one(comm, c);
 }
 
+// Interleaved rounds: each round times every contender once, in an order shuffled per round
+// (so that no strategy always runs right after the same other one, whose cache and memory
+// footprint it would inherit), then moves every contender's buffers to fresh pages. The seed
+// is fixed: every rank draws the same orders.
+inline void time_rounds(MPI_Comm comm, int iters, std::vector<Contender>& cs) {
+  std::mt19937 rng(20240611);
+  std::vector<std::size_t> order(cs.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  for (int i = 0; i < iters; ++i) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (std::size_t k : order) cs[k].row.times.push_back(time_one(comm, cs[k]));
+    for (Contender& c : cs) c.refresh();
+  }
+}
+
 struct CaseResult {
-  Case spec;
+  Case spec;  // a batch: the first array's line, named after the batch, from/to summarised
+  int arrays = 1;  // arrays of a batched case
   bool ran = false;
   int devices = 0;
   std::int64_t size_bytes = 0;  // S

@@ -3,7 +3,10 @@
 //
 // Strategies: reshard, naive, greedy_per_axis and exchange are ordinary plans (synthesize()
 // with SynthOptions::strategy) run by one Executor, so that only the plan differs; raw is one
-// plain MPI call (raw.hpp). A case whose mesh has fewer devices than the world runs on
+// plain MPI call (raw.hpp). A case with a target mesh (the fifth field) and, with --batch,
+// each run of lines on the same pair of meshes (as `run --batch` groups a file) is a batched
+// case: the batched plan against single calls, raw MPI_Alltoallv and gather-then-scatter
+// (xbench.hpp), after the ordinary cases. A case whose mesh has fewer devices than the world runs on
 // the first ranks (the others wait for the next case); a larger one is skipped with a note.
 //
 // Timing: each strategy is warmed up, then the strategies of a case are timed in interleaved
@@ -34,10 +37,12 @@
 #include "bandwidth.hpp"
 #include "bench.hpp"
 #include "raw.hpp"
+#include "xbench.hpp"
 #include "engine.hpp"
 #include "mpi_session.hpp"
 #include "reshard/context.hpp"
 #include "reshard/error.hpp"
+#include "reshard/xcontext.hpp"
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
 #include "device_timing.hpp"
 #include "reshard/device_kernels.hpp"
@@ -49,13 +54,50 @@ namespace reshard::bench {
 
 namespace {
 
+// A batched or cross-mesh case: arrays on one pair of meshes (xbench.hpp).
+struct XCase {
+  Case spec;  // named after the batch; mesh and to_mesh are the pair
+  Mesh src_mesh, dst_mesh;
+  std::vector<XArray> arrays;
+};
+
 // What every rank checked before running: the cases to run, parsed.
 struct Prepared {
   Sweep sweep;
   std::vector<std::string> strategies;
   std::vector<Case> cases;
+  std::vector<XCase> xcases;
   SynthOptions opts;
 };
+
+// Adds line `c` (a target mesh in its fifth field, or any line under --batch) to the batched
+// cases: with --batch to the open batch when it is on the same pair of meshes, else as a case
+// of its own.
+void add_x_line(const Case& c, bool batch, bool& open, std::vector<XCase>& out) {
+  Mesh sm = Mesh::parse(c.mesh);
+  Mesh dm = c.to_mesh.empty() ? sm : Mesh::parse(c.to_mesh);
+  XArray a{c.name, Type::parse(c.from, sm.without_ranks()), Type::parse(c.to, dm.without_ranks())};
+  check_compatible(sm, dm, a);
+  if (batch && open && out.back().src_mesh == sm && out.back().dst_mesh == dm) {
+    XCase& x = out.back();
+    for (const XArray& o : x.arrays)
+      if (o.name == a.name) throw Error(fmt::format("array '{}' appears twice in the batch", a.name));
+    x.arrays.push_back(std::move(a));
+    x.spec.name = fmt::format("{}..{}", x.arrays.front().name, x.arrays.back().name);
+    x.spec.from = fmt::format("{} arrays", x.arrays.size());
+    x.spec.to = fmt::format("{} arrays", x.arrays.size());
+    return;
+  }
+  XCase x;
+  x.spec = c;
+  x.spec.mesh = sm.to_string();
+  x.spec.to_mesh = dm.to_string();
+  x.src_mesh = std::move(sm);
+  x.dst_mesh = std::move(dm);
+  x.arrays.push_back(std::move(a));
+  out.push_back(std::move(x));
+  open = batch;
+}
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -104,8 +146,21 @@ Prepared prepare(const Options& a, int rank) {
   for (const std::string& w : wanted)
     if (std::none_of(all.begin(), all.end(), [&](const Case& c) { return c.name == w; }))
       throw Error(fmt::format("--cases: no case named '{}' in {}", w, a.suite));
+  bool open = false;  // --batch: the last batched case takes the next line on its meshes
   for (const Case& c : all) {
     if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), c.name) == wanted.end()) continue;
+    if (a.batch || !c.to_mesh.empty()) {
+      try {
+        if (p.sweep.min_bytes > 0 || p.sweep.dtype)
+          throw Error("-b/-e/-d apply to ordinary cases, not to batched or cross-mesh ones");
+        if (a.backend != "mpi") throw Error("batched and cross-mesh cases run on --backend mpi only");
+        add_x_line(c, a.batch, open, p.xcases);
+      } catch (const std::exception& e) {
+        throw Error(case_error(c, e));
+      }
+      continue;
+    }
+    open = false;
     try {
       Mesh mesh = Mesh::parse(c.mesh);
       check_compatible(mesh, Type::parse(c.from, mesh), Type::parse(c.to, mesh));
@@ -118,7 +173,7 @@ Prepared prepare(const Options& a, int rank) {
       throw Error(case_error(c, e));
     }
   }
-  if (p.cases.empty()) throw Error(fmt::format("{} has no cases to run", a.suite));
+  if (p.cases.empty() && p.xcases.empty()) throw Error(fmt::format("{} has no cases to run", a.suite));
   // One topology serves every case: an axis no case's mesh has is a typo, not a link.
   for (const std::string& axis : p.opts.topology.axes())
     if (std::none_of(p.cases.begin(), p.cases.end(), [&](const Case& c) { return Mesh::parse(c.mesh).axis_index(axis) >= 0; }))
@@ -308,21 +363,6 @@ bool same_steps(const Plan& a, const Plan& b) {
   return true;
 }
 
-// Interleaved rounds: each round times every contender once, in an order shuffled per round
-// (so that no strategy always runs right after the same other one, whose cache and memory
-// footprint it would inherit), then moves every contender's buffers to fresh pages. The seed
-// is fixed: every rank draws the same orders.
-void time_rounds(MPI_Comm comm, int iters, std::vector<Contender>& cs) {
-  std::mt19937 rng(20240611);
-  std::vector<std::size_t> order(cs.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  for (int i = 0; i < iters; ++i) {
-    std::shuffle(order.begin(), order.end(), rng);
-    for (std::size_t k : order) cs[k].row.times.push_back(time_one(comm, cs[k]));
-    for (Contender& c : cs) c.refresh();
-  }
-}
-
 CaseResult run_case(const Case& c, const Prepared& p, const Options& a, const MpiSession& mpi, Progress& progress,
                     DeviceSessions& sessions) {
   CaseResult r;
@@ -428,6 +468,48 @@ CaseResult run_case(const Case& c, const Prepared& p, const Options& a, const Mp
   return r;
 }
 
+// A batched or cross-mesh case over the whole world (ranks beyond both meshes take part in
+// the baselines' collectives with nothing to move): the four contenders of xbench.hpp.
+CaseResult run_x_case(const XCase& c, const Options& a, const MpiSession& mpi, Progress& progress) {
+  CaseResult r;
+  r.spec = c.spec;
+  r.arrays = static_cast<int>(c.arrays.size());
+  const int world = std::max(c.src_mesh.ranks_needed(), c.dst_mesh.ranks_needed());
+  r.devices = world;
+  if (world > mpi.size()) {
+    r.notes.push_back(fmt::format("skipped: meshes {} and {} need {} ranks, the world has {}", c.src_mesh, c.dst_mesh,
+                                  world, mpi.size()));
+    progress.next(fmt::format("{} (skipped)", c.spec.name));
+    return r;
+  }
+  if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) throw Error("MPI_Barrier failed");
+  ExecOptions exec;
+  exec.check_every_call = a.check_every_call;  // as for the ordinary cases (and their single calls)
+  XContext x(c.src_mesh, c.dst_mesh, MPI_COMM_WORLD, {}, exec);  // collective over the world
+  std::shared_ptr<const XPlan> plan = x.plan(c.arrays);
+  // S: the largest per-rank total of source or target shards; F: the lower bound over S.
+  const Mesh sm = c.src_mesh.without_ranks(), dm = c.dst_mesh.without_ranks();
+  for (int rank = 0; rank < world; ++rank) {
+    std::int64_t in = 0, out = 0;
+    const int s = c.src_mesh.device_of(rank), t = c.dst_mesh.device_of(rank);
+    for (const XArray& arr : c.arrays) {
+      if (s >= 0) in += arr.src.local_bytes(sm, s);
+      if (t >= 0) out += arr.dst.local_bytes(dm, t);
+    }
+    r.size_bytes = std::max({r.size_bytes, in, out});
+  }
+  r.bus_factor = r.size_bytes ? static_cast<double>(plan->stats.lower_bound_bytes) / static_cast<double>(r.size_bytes) : 0;
+  if (plan->stats.bytes_recv_max != plan->stats.lower_bound_bytes)
+    r.notes.push_back(fmt::format("the plan receives {} B on its busiest rank, above the lower bound of {} B",
+                                  plan->stats.bytes_recv_max, plan->stats.lower_bound_bytes));
+  progress.next(fmt::format("{} ({} arrays, S {}, {} strategies)", c.spec.name, c.arrays.size(),
+                            size_label(r.size_bytes), std::size(kXStrategies)));
+  r.ran = true;
+  XBuffers b = x_buffers(x, *plan, true);
+  r.rows = x_compare(x, *plan, b, std::vector<std::string>(std::begin(kXStrategies), std::end(kXStrategies)), a.timing);
+  return r;
+}
+
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::trunc);
   f << text;
@@ -460,6 +542,9 @@ int run(const Options& a, const Prepared& p, const MpiSession& mpi, bool yields)
   rep.check_every_call = a.check_every_call;
   rep.yield_when_idle = yields;
   rep.strategies = p.strategies;
+  if (!p.xcases.empty())
+    for (const char* s : kXStrategies)
+      if (std::find(rep.strategies.begin(), rep.strategies.end(), s) == rep.strategies.end()) rep.strategies.push_back(s);
   rep.backend = a.backend;
   rep.sweep = p.sweep;
   const bool lead = mpi.rank() == 0;
@@ -467,14 +552,12 @@ int run(const Options& a, const Prepared& p, const MpiSession& mpi, bool yields)
 #if defined(RESHARD_HAVE_NCCL) && RESHARD_HAVE_NCCL
   if (a.backend == "nccl") select_local_cuda_device(MPI_COMM_WORLD);
 #endif
-  Progress progress(lead, static_cast<int>(p.cases.size()));
+  Progress progress(lead, static_cast<int>(p.cases.size() + p.xcases.size()));
   if (lead) {
     fmt::print("{}", table_header(rep)), std::fflush(stdout);
     if (!a.csv.empty()) write_file(a.csv, csv_header());
   }
-  for (const Case& c : p.cases) {
-    rep.cases.push_back(run_case(c, p, a, mpi, progress, sessions));
-    if (!lead) continue;
+  auto report = [&] {
     const CaseResult& done = rep.cases.back();
     std::string text = table_case(done);
     if (a.explain)
@@ -485,6 +568,14 @@ int run(const Options& a, const Prepared& p, const MpiSession& mpi, bool yields)
     // Results so far, as each case finishes: CSV rows appended, the JSON (summary so far) replaced.
     if (!a.csv.empty()) append_file(a.csv, csv_rows(done));
     if (!a.json.empty()) replace_file(a.json, to_json(rep, summarize(rep)).dump(2) + "\n");
+  };
+  for (const Case& c : p.cases) {
+    rep.cases.push_back(run_case(c, p, a, mpi, progress, sessions));
+    if (lead) report();
+  }
+  for (const XCase& c : p.xcases) {
+    rep.cases.push_back(run_x_case(c, a, mpi, progress));
+    if (lead) report();
   }
   if (!lead) return 0;
   const Summary sum = summarize(rep);

@@ -21,6 +21,9 @@ struct Options {
   std::string min_size, max_size, dtype;
   double factor = 2;
   bool check_every_call = false, explain = false;
+  // Lines on the same pair of meshes, one after another, form one batched case (as in
+  // `run --batch`); without it only lines with a target mesh are cross-mesh cases, one array each.
+  bool batch = false;
 };
 
 // Runs the whole benchmark under MPI (initialises it unless the caller did) and returns the

@@ -127,6 +127,8 @@ nlohmann::json row_json(const CaseResult& c, const Row& r) {
                       {"mismatches", r.mismatches},
                       {"wrong", r.mismatches},
                       {"notes", r.notes}};
+  if (!c.spec.to_mesh.empty()) j["to_mesh"] = c.spec.to_mesh;
+  if (c.arrays > 1) j["arrays"] = c.arrays;
   if (r.output_is_target) j["output_is_target"] = *r.output_is_target;
   if (!r.same_plan_as.empty()) j["same_plan_as"] = r.same_plan_as;
   if (r.strategy == "reshard") {
@@ -165,7 +167,7 @@ Summary summarize(const Report& rep) {
     if (other == "reshard") continue;
     Versus v = versus(rep, other);
     if (v.cases == 0) continue;
-    if (other != "raw" && (!s.worst || v.min < s.worst->min)) s.worst = v;
+    if (other != "raw" && other != "raw_alltoallv" && (!s.worst || v.min < s.worst->min)) s.worst = v;
     s.versus.push_back(std::move(v));
   }
   return s;
@@ -204,6 +206,11 @@ nlohmann::json to_json(const Report& rep, const Summary& sum) {
                    "reductions reduced first) and the input was left untouched; transport (raw): every rank "
                    "received what the MPI call's semantics give"},
       {"reshard_speedup", "time_median_s of this strategy / time_median_s of reshard on the same case"},
+      {"batched_cases", "a case with a target mesh (fifth field) or, with --batch, a run of lines on the same pair "
+                        "of meshes: reshard is the batched cross-mesh plan (one call), single_calls one call per "
+                        "array, raw_alltoallv one MPI_Alltoallv moving the same bytes between the same ranks, "
+                        "gather_scatter MPI_Gatherv to one rank then MPI_Scatterv per array; S is the largest "
+                        "per-rank total of source or target shards, F its lower bound over S"},
       {"reshard_speedup_paired", "quartiles over the timed rounds of this strategy's time / reshard's time in "
                                  "the same round (strategies take turns within a round)"}};
   nlohmann::json cases = nlohmann::json::array(), rows = nlohmann::json::array();
@@ -211,6 +218,8 @@ nlohmann::json to_json(const Report& rep, const Summary& sum) {
     cases.push_back({{"case", c.spec.name}, {"mesh", c.spec.mesh}, {"from", c.spec.from}, {"to", c.spec.to},
                      {"tight", c.spec.tight}, {"devices", c.devices}, {"ran", c.ran}, {"size_bytes", c.size_bytes},
                      {"busbw_factor", c.bus_factor}, {"notes", c.notes}});
+    if (!c.spec.to_mesh.empty()) cases.back()["to_mesh"] = c.spec.to_mesh;
+    if (c.arrays > 1) cases.back()["arrays"] = c.arrays;
     for (const Row& r : c.rows) rows.push_back(row_json(c, r));
   }
   j["cases"] = cases;
@@ -283,7 +292,8 @@ std::string table_header(const Report& rep) {
 }
 
 std::string table_case(const CaseResult& c) {
-  std::string out = fmt::format("{} on {}: {} -> {}", c.spec.name, c.spec.mesh, c.spec.from, c.spec.to);
+  std::string out = fmt::format("{} on {}: {} -> {}{}", c.spec.name, c.spec.mesh, c.spec.from, c.spec.to,
+                                c.spec.to_mesh.empty() ? "" : " on " + c.spec.to_mesh);
   if (c.ran) out += fmt::format("  (S {}, F {:.3g})", human_bytes(c.size_bytes), c.bus_factor);
   out += "\n";
   for (const Row& r : c.rows) {
@@ -310,6 +320,10 @@ std::string table_summary(const Report& rep, const Summary& sum) {
     if (v.other == "raw")
       out += fmt::format("  reshard against raw            : geomean {:.2f} of raw's speed, min {:.2f} ({}), max {:.2f} ({}) "
                          "over {} single-collective cases\n",
+                         v.geomean, v.min, v.min_case, v.max, v.max_case, v.cases);
+    else if (v.other == "raw_alltoallv")
+      out += fmt::format("  reshard against raw_alltoallv  : geomean {:.2f} of its speed, min {:.2f} ({}), max {:.2f} ({}) "
+                         "over {} batched or cross-mesh cases\n",
                          v.geomean, v.min, v.min_case, v.max, v.max_case, v.cases);
     else
       out += fmt::format("  reshard over {:<18}: geomean {:.2f}x, max {:.2f}x ({}), min {:.2f}x ({}) over {} cases; "

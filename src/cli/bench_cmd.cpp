@@ -9,7 +9,10 @@ namespace reshard::cli {
 Runner add_bench_command(CLI::App& app) {
   auto a = std::make_shared<bench::Options>();
   CLI::App* sub = app.add_subcommand("bench", "Benchmark resharding strategies on a suite of cases (under mpirun)");
-  sub->add_option("--suite", a->suite, "Case file: name | mesh | from | to, one a line")->required();
+  sub->add_option("--suite", a->suite, "Case file: name | mesh | from | to [| to_mesh], one a line")->required();
+  sub->add_flag("--batch", a->batch,
+                "Lines on the same pair of meshes, one after another, form one batched case (as in run --batch); "
+                "batched and cross-mesh cases run reshard, single_calls, raw_alltoallv and gather_scatter");
   sub->add_option("--strategies", a->strategies, "Comma list of reshard, naive, greedy_per_axis, exchange, raw")
       ->capture_default_str();
   sub->add_option("--cases", a->cases, "Comma list of case names to run (default: all)");

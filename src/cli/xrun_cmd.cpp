@@ -1,8 +1,9 @@
 // `reshard run --to-mesh M2` and `reshard run --batch FILE` (docs/design.md 10): a cross-mesh or
 // batched plan over every rank of MPI_COMM_WORLD, with fill, check, dump and timing, and the
-// baselines the benchmarks compare against (--compare): the same arrays one call each, one raw
-// MPI_Alltoallv moving the same bytes between the same ranks, and gathering every source
-// shard on one rank, then scattering every target shard from it.
+// baselines the benchmarks compare against (--compare, src/bench/xbench.hpp): the same arrays
+// one call each, one raw MPI_Alltoallv moving the same bytes between the same ranks, and
+// gathering every source shard on one rank, then scattering every target shard from it, timed
+// in interleaved rounds with the batched call, each checked.
 #include <bit>
 #include <climits>
 #include <filesystem>
@@ -13,6 +14,7 @@
 
 #include "../bench/mpi_session.hpp"
 #include "../bench/mpi_timing.hpp"
+#include "../bench/xbench.hpp"
 #include "xcommands.hpp"
 #include "xplan_json.hpp"
 #include "reshard/error.hpp"
@@ -24,27 +26,7 @@ using namespace reshard::bench;  // the MPI session and timing shared with `resh
 
 namespace {
 
-struct Arrays {
-  std::vector<std::vector<std::byte>> in, out;
-  std::vector<ConstBuffer> cin;
-  std::vector<MutBuffer> mout;
-};
-
-Arrays arrays_for(XContext& x, const XPlan& p, bool fill) {
-  Arrays b;
-  for (const XArray& a : p.arrays) {
-    b.in.emplace_back(static_cast<std::size_t>(x.src_context().local_bytes(a.src)));
-    if (fill) x.src_context().fill_index(a.src, b.in.back().data());
-    b.out.emplace_back(static_cast<std::size_t>(x.dst_context().local_bytes(a.dst)));
-  }
-  for (std::size_t i = 0; i < p.arrays.size(); ++i) {
-    b.cin.push_back({b.in[i].data(), b.in[i].size()});
-    b.mout.push_back({b.out[i].data(), b.out[i].size()});
-  }
-  return b;
-}
-
-void write_file(const std::string& dir, const std::string& name, const std::vector<std::byte>& data) {
+void write_file(const std::string& dir, const std::string& name, const Bytes& data) {
   static_assert(std::endian::native == std::endian::little, "--dump writes the host's bytes as little-endian");
   std::filesystem::create_directories(dir);
   const std::string path = fmt::format("{}/{}", dir, name);
@@ -55,87 +37,6 @@ void write_file(const std::string& dir, const std::string& name, const std::vect
 
 nlohmann::json times(const TimeStats& t) {
   return {{"time_median_s", t.median_s}, {"time_min_s", t.min_s}, {"time_max_s", t.max_s}, {"iters", t.iters}};
-}
-
-// One MPI_Alltoallv over the world moving, between every pair of ranks, the bytes the plan moves.
-TimeStats time_raw(const XPlan& p, int rank, int size, int iters) {
-  std::vector<int> sc(size, 0), rc(size, 0), sd(size, 0), rd(size, 0);
-  for (const XMove& m : p.moves) {
-    if (m.from == m.to) continue;
-    const std::int64_t b = m.box.volume() * static_cast<std::int64_t>(size_of(p.arrays[m.array].src.dtype));
-    if (m.from == rank) sc[m.to] += static_cast<int>(b);
-    if (m.to == rank) rc[m.from] += static_cast<int>(b);
-  }
-  for (int i = 1; i < size; ++i) sd[i] = sd[i - 1] + sc[i - 1], rd[i] = rd[i - 1] + rc[i - 1];
-  std::vector<std::byte> s(static_cast<std::size_t>(sd[size - 1] + sc[size - 1]) + 1),
-      r(static_cast<std::size_t>(rd[size - 1] + rc[size - 1]) + 1);
-  auto once = [&] {
-    auto armed = watched(MPI_COMM_WORLD, "MPI_Alltoallv");
-    mpi_check(MPI_Alltoallv(s.data(), sc.data(), sd.data(), MPI_BYTE, r.data(), rc.data(), rd.data(), MPI_BYTE,
-                            MPI_COMM_WORLD), "MPI_Alltoallv");
-  };
-  once();
-  return stats_of(time_iterations(MPI_COMM_WORLD, iters, once));
-}
-
-// Every source shard to one rank (the source mesh's first device), then every target shard from
-// it: MPI_Gatherv and MPI_Scatterv of each array's bytes (the root's local reassembly is left
-// out, which only flatters this baseline).
-TimeStats time_gather_scatter(XContext& x, const XPlan& p, const Arrays& b, int size, int iters) {
-  const int root = p.src_mesh.rank_of(0);
-  std::vector<std::vector<int>> gc(p.arrays.size(), std::vector<int>(size, 0)), scn = gc;
-  std::size_t gmax = 0, smax = 0;
-  for (std::size_t a = 0; a < p.arrays.size(); ++a) {
-    std::size_t gt = 0, stt = 0;
-    for (int r = 0; r < size; ++r) {
-      const int s = p.src_mesh.device_of(r), t = p.dst_mesh.device_of(r);
-      gc[a][r] = s >= 0 ? static_cast<int>(p.arrays[a].src.local_bytes(p.src_mesh.without_ranks(), s)) : 0;
-      scn[a][r] = t >= 0 ? static_cast<int>(p.arrays[a].dst.local_bytes(p.dst_mesh.without_ranks(), t)) : 0;
-      gt += static_cast<std::size_t>(gc[a][r]);
-      stt += static_cast<std::size_t>(scn[a][r]);
-    }
-    gmax = std::max(gmax, gt);
-    smax = std::max(smax, stt);
-  }
-  std::vector<std::byte> gbuf(x.rank() == root ? gmax + 1 : 1), sbuf(x.rank() == root ? smax + 1 : 1);
-  std::vector<int> displ(size);
-  auto once = [&] {
-    for (std::size_t a = 0; a < p.arrays.size(); ++a) {
-      for (int r = 1; r < size; ++r) displ[r] = displ[r - 1] + gc[a][r - 1];
-      auto armed = watched(MPI_COMM_WORLD, "MPI_Gatherv");
-      mpi_check(MPI_Gatherv(b.in[a].data(), gc[a][x.rank()], MPI_BYTE, gbuf.data(), gc[a].data(), displ.data(),
-                            MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Gatherv");
-    }
-    for (std::size_t a = 0; a < p.arrays.size(); ++a) {
-      for (int r = 1; r < size; ++r) displ[r] = displ[r - 1] + scn[a][r - 1];
-      auto armed = watched(MPI_COMM_WORLD, "MPI_Scatterv");
-      std::vector<std::byte>& out = const_cast<std::vector<std::byte>&>(b.out[a]);
-      mpi_check(MPI_Scatterv(sbuf.data(), scn[a].data(), displ.data(), MPI_BYTE, out.data(), scn[a][x.rank()],
-                             MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Scatterv");
-    }
-  };
-  once();
-  return stats_of(time_iterations(MPI_COMM_WORLD, iters, once));
-}
-
-// The same arrays one reshard call each: on one mesh the ordinary Context (synthesized plans),
-// across meshes one single-array cross-mesh plan each.
-TimeStats time_single(XContext& x, const XPlan& p, Arrays& b, int iters) {
-  std::vector<std::shared_ptr<const Plan>> one_mesh;
-  std::vector<std::shared_ptr<const XPlan>> cross;
-  const bool same = !p.cross_mesh();
-  for (const XArray& a : p.arrays) {
-    if (same) one_mesh.push_back(x.src_context().plan(a.src, a.dst));
-    else cross.push_back(x.plan({a}));
-  }
-  auto once = [&] {
-    for (std::size_t a = 0; a < p.arrays.size(); ++a) {
-      if (same) x.src_context().reshard(*one_mesh[a], b.in[a].data(), b.in[a].size(), b.out[a].data(), b.out[a].size());
-      else x.reshard(*cross[a], {&b.cin[a], 1}, {&b.mout[a], 1});
-    }
-  };
-  once();
-  return stats_of(time_iterations(MPI_COMM_WORLD, iters, once));
 }
 
 }  // namespace
@@ -154,7 +55,7 @@ int run_cross(const XRunArgs& a, int rank, int size) {
     XContext x(in.src_mesh, in.dst_mesh, MPI_COMM_WORLD, opts);
     std::shared_ptr<const XPlan> plan = x.plan(in.arrays);
     const bool fill = a.fill == "index" || a.check;
-    Arrays b = arrays_for(x, *plan, fill);
+    XBuffers b = x_buffers(x, *plan, fill);
     auto run = [&] { x.reshard(*plan, b.cin, b.mout); };
     const double first = stats_of(time_iterations(MPI_COMM_WORLD, 1, run)).median_s;
     TimeStats iters = stats_of(time_iterations(MPI_COMM_WORLD, a.iters, run));
@@ -180,11 +81,38 @@ int run_cross(const XRunArgs& a, int rank, int size) {
       j["checked"] = true;
       j["mismatches"] = bad;
     }
-    const int reps = std::max(1, a.iters);
+    bool compare_ok = true;
     if (a.compare) {
-      j["single_calls"] = times(time_single(x, *plan, b, reps));
-      j["raw_alltoallv"] = times(time_raw(*plan, rank, size, reps));
-      j["gather_scatter"] = times(time_gather_scatter(x, *plan, b, size, reps));
+      // Every contender, the batched call included, in interleaved rounds on buffers of its
+      // own (index-filled: each is checked); ratios are other / batched, per round, then median.
+      XBuffers cb = x_buffers(x, *plan, true);
+      Timing t;
+      t.iters = std::max(1, a.iters);
+      t.warmup = 2;
+      std::vector<std::string> all(std::begin(kXStrategies), std::end(kXStrategies));
+      std::vector<Row> rows = x_compare(x, *plan, cb, all, t);
+      const Row& mine = rows.front();
+      nlohmann::json cmp = {{"iters", t.iters}, {"warmup", t.warmup}, {"interleaved", true}};
+      for (const Row& r : rows) {
+        nlohmann::json o = times(r.time);
+        o["verified"] = r.verified;
+        o["check"] = r.check;
+        o["mismatches"] = r.mismatches;
+        o["bytes_recv_max"] = r.bytes_recv_max;
+        o["peak_bytes"] = r.peak_bytes;
+        if (&r != &mine) {
+          // other / batched: > 1 where the batched call is faster (for raw: the fraction of
+          // raw's speed it reaches); paired by round so that load changes cancel.
+          std::vector<double> ratio;
+          for (std::size_t k = 0; k < r.times.size() && k < mine.times.size(); ++k)
+            if (mine.times[k] > 0) ratio.push_back(r.times[k] / mine.times[k]);
+          o["ratio_to_batched"] = stats_of(ratio).median_s;
+          j[r.strategy] = o;  // top-level keys, as before: single_calls, raw_alltoallv, gather_scatter
+        }
+        compare_ok = compare_ok && r.verified;
+        cmp[r.strategy] = o;
+      }
+      j["compare"] = cmp;
     }
     if (rank == 0) {
       if (a.json) {
@@ -195,13 +123,22 @@ int run_cross(const XRunArgs& a, int rank, int size) {
         fmt::print("  first call {:.1f} us", first * 1e6);
         if (iters.iters) fmt::print("; per iteration (max over ranks) median {:.1f} us over {}", iters.median_s * 1e6, iters.iters);
         fmt::print("; workspace allocated {} B (max rank)\n", peak);
-        if (a.compare)
+        if (a.compare) {
+          fmt::print("  interleaved with the batched call (median {:.1f} us):\n",
+                     j["compare"]["reshard"]["time_median_s"].get<double>() * 1e6);
           for (const char* k : {"single_calls", "raw_alltoallv", "gather_scatter"})
-            fmt::print("  {}: median {:.1f} us\n", k, j[k]["time_median_s"].get<double>() * 1e6);
+            fmt::print("  {}: median {:.1f} us, {:.2f}x the batched call's time{}\n", k,
+                       j[k]["time_median_s"].get<double>() * 1e6, j[k]["ratio_to_batched"].get<double>(),
+                       j[k]["verified"].get<bool>() ? "" : " (CHECK FAILED)");
+        }
       }
     }
     if (bad > 0) {
       if (rank == 0) fmt::print(stderr, "reshard run: check failed: {} elements differ\n", bad);
+      return 1;
+    }
+    if (!compare_ok) {
+      if (rank == 0) fmt::print(stderr, "reshard run: --compare: a baseline failed its check\n");
       return 1;
     }
     return 0;
