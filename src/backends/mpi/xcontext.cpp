@@ -134,14 +134,6 @@ MPI_Datatype type_of(const BoxWalk& w, bool src_side, std::vector<MPI_Datatype>&
   return owned.back();
 }
 
-// Byte offset of the corner of `box` in the dense row-major `block`.
-std::int64_t linear_bytes(const Box& box, const Box& block, std::size_t elem) {
-  const auto shape = extents(block), off = offset_in(box, block);
-  std::int64_t lin = 0;
-  for (std::size_t d = 0; d < shape.size(); ++d) lin = lin * shape[d] + off[d];
-  return lin * static_cast<std::int64_t>(elem);
-}
-
 }  // namespace
 
 struct XContext::Prepared {
@@ -158,6 +150,7 @@ struct XContext::Prepared {
   };
   std::vector<Set> sets;
   std::vector<std::size_t> mid_bytes;  // per array (0: no `pre`)
+  std::vector<std::size_t> in_bytes, out_bytes;  // per array: this rank's shards (0: not on the mesh)
   std::uint64_t hash = 0;
   std::string summary, local_error;
   std::vector<MPI_Datatype> types;  // of the strided messages that move in place
@@ -291,11 +284,16 @@ XContext::Prepared& XContext::prepare(const XPlan& plan) {
     pr->phases.push_back(std::move(pp));
     ++phase_no;
   }
-  const Mesh sm = p.src_mesh.without_ranks();
+  const Mesh sm = p.src_mesh.without_ranks(), dm = p.dst_mesh.without_ranks();
   pr->mid_bytes.assign(p.arrays.size(), 0);
-  if (const int s = p.src_mesh.device_of(rank_); s >= 0)
-    for (std::size_t a = 0; a < p.arrays.size(); ++a)
-      if (!p.pre[a].steps.empty()) pr->mid_bytes[a] = static_cast<std::size_t>(p.mid[a].local_bytes(sm, s));
+  pr->in_bytes.assign(p.arrays.size(), 0);
+  pr->out_bytes.assign(p.arrays.size(), 0);
+  const int s = p.src_mesh.device_of(rank_), t = p.dst_mesh.device_of(rank_);
+  for (std::size_t a = 0; a < p.arrays.size(); ++a) {
+    if (s >= 0) pr->in_bytes[a] = static_cast<std::size_t>(p.arrays[a].src.local_bytes(sm, s));
+    if (t >= 0) pr->out_bytes[a] = static_cast<std::size_t>(p.arrays[a].dst.local_bytes(dm, t));
+    if (s >= 0 && !p.pre[a].steps.empty()) pr->mid_bytes[a] = static_cast<std::size_t>(p.mid[a].local_bytes(sm, s));
+  }
   prepared_.push_back(std::move(pr));
   return *prepared_.back();
 }
@@ -457,26 +455,25 @@ XHandle XContext::reshard_async(const XPlan& plan, std::span<const ConstBuffer> 
   Prepared& pr = prepare(plan);
   const XPlan& p = pr.plan;
   const Mesh sm = p.src_mesh.without_ranks(), dm = p.dst_mesh.without_ranks();
-  const int s = p.src_mesh.device_of(rank_), t = p.dst_mesh.device_of(rank_);
+  const int t = p.dst_mesh.device_of(rank_);
   std::string err = pr.local_error.empty() ? std::string(caller_error) : pr.local_error;
   if (err.empty() && (in.size() != p.arrays.size() || out.size() != p.arrays.size()))
     err = fmt::format("the plan has {} arrays but {} inputs and {} outputs were passed", p.arrays.size(), in.size(),
                       out.size());
   for (std::size_t a = 0; err.empty() && a < p.arrays.size(); ++a) {
-    const std::size_t want_in = s >= 0 ? static_cast<std::size_t>(p.arrays[a].src.local_bytes(sm, s)) : 0;
-    const std::size_t want_out = t >= 0 ? static_cast<std::size_t>(p.arrays[a].dst.local_bytes(dm, t)) : 0;
-    const std::string name = p.arrays[a].name.empty() ? fmt::format("{}", a) : "'" + p.arrays[a].name + "'";
+    const std::size_t want_in = pr.in_bytes[a], want_out = pr.out_bytes[a];
+    auto name = [&] { return p.arrays[a].name.empty() ? fmt::format("{}", a) : "'" + p.arrays[a].name + "'"; };
     if (in[a].bytes != want_in)
-      err = fmt::format("array {}: rank {} passes an input of {} B, its shard of {} has {} B", name, rank_, in[a].bytes,
-                        p.arrays[a].src, want_in);
+      err = fmt::format("array {}: rank {} passes an input of {} B, its shard of {} has {} B", name(), rank_,
+                        in[a].bytes, p.arrays[a].src, want_in);
     else if (out[a].bytes != want_out)
-      err = fmt::format("array {}: rank {} passes an output of {} B, its shard of {} has {} B", name, rank_,
+      err = fmt::format("array {}: rank {} passes an output of {} B, its shard of {} has {} B", name(), rank_,
                         out[a].bytes, p.arrays[a].dst, want_out);
     else if ((want_in && !in[a].data) || (want_out && !out[a].data))
-      err = fmt::format("array {}: a null buffer on rank {}", name, rank_);
+      err = fmt::format("array {}: a null buffer on rank {}", name(), rank_);
     else if (want_in && want_out) {
       auto lo = static_cast<const std::byte*>(in[a].data), olo = static_cast<const std::byte*>(out[a].data);
-      if (lo < olo + want_out && olo < lo + want_in) err = fmt::format("array {}: input and output overlap", name);
+      if (lo < olo + want_out && olo < lo + want_in) err = fmt::format("array {}: input and output overlap", name());
     }
   }
   // Every rank of the communicator, before anything moves: same plan, valid buffers. With
