@@ -12,11 +12,13 @@
 // after the agreement check. Buffers: one per array, this rank's shard of the array's source
 // type (empty where the rank is not on the source mesh) and of its target type.
 //
-// How data moves: per phase of the plan (bucket, round), one message per peer carrying every
-// array's boxes (MPI_Isend/MPI_Irecv on a duplicate of the communicator). Messages of one box
-// contiguous in the buffer move in place; others are packed into, and unpacked from, two
-// staging slots, so that bucket k+1 is packed while bucket k is on the wire. A pending
-// reduction in a source is first removed on the source mesh by an ordinary plan (a Context).
+// How data moves: per phase of the plan (bucket, round), MPI_Isend/MPI_Irecv on a duplicate
+// of the communicator. A piece of at least XOptions::direct_min_bytes travels alone, straight
+// from the source shard into the target shard (a derived datatype where the box is strided);
+// the smaller pieces of a pair of ranks share one message (every array's boxes), packed into
+// and unpacked from two staging slots, so that bucket k+1 is packed while bucket k is on the
+// wire. What a call needs (datatypes, copies, staging) is prepared on a plan's first call. A
+// pending reduction in a source is first removed on the source mesh by an ordinary plan.
 //
 // Asynchronous: reshard_async() checks, removes pending reductions and posts the first phase,
 // then returns an XHandle; test() advances it without blocking (unpacks what arrived, posts

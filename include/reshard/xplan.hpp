@@ -63,8 +63,8 @@ struct XOptions {
   bool allow_tree = true;
   // A move of at least this many bytes travels as a message of its own, in place on both
   // sides (no staging; a strided box as a derived datatype); smaller ones share one packed
-  // message per peer (docs/batched.md, "How data moves"): for a large piece the copies saved
-  // cost more than the message added, for small ones the message does.
+  // message per peer (docs/batched.md, plans, item 5): for a large piece the copies saved are
+  // worth more than the message added, for small ones the message costs more.
   std::int64_t direct_min_bytes = 16384;
 };
 
