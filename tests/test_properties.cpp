@@ -1,12 +1,14 @@
 // Property sweep: random (mesh, source, target) triples, each planned, simulated and held to
 // the four guarantees (docs/design.md 3). Seeds are fixed so a failure reproduces; RESHARD_SEED
 // and RESHARD_CASES override them.
+#include <algorithm>
 #include <cstdlib>
 
 #include <catch2/catch.hpp>
 
 #include "plan_checks.hpp"
 #include "random_types.hpp"
+#include "reshard/workspace.hpp"
 
 using namespace reshard;
 
@@ -26,7 +28,7 @@ TEST_CASE("random triples keep the four guarantees") {
   std::uint64_t seed = env_or("RESHARD_SEED", 20261127);
   int cases = static_cast<int>(env_or("RESHARD_CASES", 10000));
   test::TypeGen gen(seed);
-  int exchanges = 0, collectives = 0;
+  int exchanges = 0, collectives = 0, fallbacks = 0, rounds = 0;
   SynthOptions bandwidth_only;
   bandwidth_only.topology.default_link.latency_s = 1e-15;
   bandwidth_only.local_copy_GBps = 1e9;
@@ -39,18 +41,25 @@ TEST_CASE("random triples keep the four guarantees") {
     Plan plan = synthesize(c.mesh, c.src, c.dst);
     Plan naive = synthesize(c.mesh, c.src, c.dst, naive_opts);
     test::check_guarantees(plan, naive);
+    // The workspace is within the memory bound too (MPI rules: reduce-scatters pack in rounds,
+    // and a plan whose scratch would pass it gives way to one that keeps it).
+    const std::int64_t bound = std::max(plan.stats.src_local_bytes, plan.stats.dst_local_bytes);
+    CHECK(plan.stats.workspace_bytes <= bound);
+    fallbacks += std::any_of(plan.notes.begin(), plan.notes.end(),
+                             [](const std::string& n) { return n.find("workspace") != std::string::npos; });
+    const std::int64_t budget = staging_budget_bytes(plan) / static_cast<std::int64_t>(size_of(plan.src.dtype));
+    for (const Step& s : plan.steps)
+      if (s.op == Op::reduce_scatter) rounds += rs_rounds(s.in.block(c.mesh, 0), budget).size() > 1;
     // The baselines seed the search: none may be cheaper by the cost model, where it keeps
     // the memory bound (greedy_per_axis gathers and may not).
-    const std::int64_t bound = std::max(plan.stats.src_local_bytes, plan.stats.dst_local_bytes);
     for (Strategy st : {Strategy::greedy_per_axis, Strategy::exchange}) {
       SynthOptions o;
       o.strategy = st;
-      o.exact_stats = st == Strategy::greedy_per_axis;  // its bytes are compared below
       Plan b = synthesize(c.mesh, c.src, c.dst, o);
       std::int64_t peak = b.src.max_local_bytes(c.mesh);
       for (const Step& s : b.steps) peak = std::max(peak, s.out.max_local_bytes(c.mesh));
       INFO(name_of(st) << " plan:\n" << b);
-      if (peak > bound) continue;
+      if (peak > bound || b.stats.workspace_bytes > bound) continue;
       CHECK(plan.stats.est_time_s <= b.stats.est_time_s * (1 + 1e-9));
       // Bytes against the per-axis greedy baseline where bandwidth is the whole cost (these
       // arrays are small: with the default model latency rightly buys fewer steps at the
@@ -65,8 +74,10 @@ TEST_CASE("random triples keep the four guarantees") {
     }
     for (const Step& s : plan.steps) (s.op == Op::exchange ? exchanges : collectives)++;
   }
-  // The sweep exercises both kinds of plan.
+  // The sweep exercises both kinds of plan, and plans chosen for their workspace.
   CHECK(exchanges > 0);
+  CHECK(fallbacks > 0);
+  CHECK(rounds > 0);
   CHECK(collectives > exchanges);
 }
 

@@ -75,13 +75,17 @@ void analyze(Plan& plan);
 
 // Where the executor keeps each step's output: the caller's output buffer (slot 0) or one of
 // two scratch buffers (slots 1, 2). Assigned backwards from the last step (which writes the
-// output) so that a step never reads and writes the same buffer, preferring the output
-// buffer where the intermediate fits in it.
+// output) so that a step never reads and writes the same buffer, except one that keeps every
+// block (runs_in_place), preferring the output buffer where the intermediate fits in it.
 struct BufferPlan {
   std::vector<int> slot;               // per step
   std::int64_t scratch_bytes[3] = {0, 0, 0};  // [0] unused; sizes of slots 1 and 2
 };
 BufferPlan buffer_plan(const Plan& plan);
+// Whether a step leaves every device's block as it is (make_partial; a relabel that only adds
+// or drops size-1 axes): it then runs in place, on the buffer it reads (unless that is the
+// caller's input).
+bool runs_in_place(const Mesh& mesh, const Step& step);
 
 std::string to_string(const Step& s);
 std::string to_string(const Plan& p);  // readable, one line per step

@@ -69,15 +69,39 @@ bool allgather_fits(const Mesh& mesh, const Step& step, const std::vector<int>& 
 // receiver the same share); Allreduce also needs out-block = in-block.
 bool reduction_fits(const Mesh& mesh, const Step& step, const std::vector<int>& members, const Box& in_block);
 
+// Reduce-scatter rounds. A reduce-scatter whose shares are not laid out back to back in group
+// order packs them; packed whole that is the whole in-block, which with the plan's scratch can
+// pass the memory bound (rs_then_move). So it packs in rounds instead: slabs of whole rows of
+// the in-block along its outermost dim of extent > 1, as many rows per round as `budget`
+// elements hold (at least one), one reduce-scatter call per round. Every member holds the same
+// in-block and the budget is the plan's, so every member makes the same calls.
+inline constexpr std::int64_t kNoBudget = -1;  // one round, whatever it packs
+struct RsRounds {
+  int dim = -1;                 // the dim the slabs cut (-1: one round, the whole in-block)
+  std::vector<Interval> slabs;  // global index ranges along `dim`, in order
+  Box slab(const Box& in_block, std::size_t j) const;  // the in-block restricted to slab j
+  std::size_t size() const { return dim < 0 ? 1 : slabs.size(); }
+};
+RsRounds rs_rounds(const Box& in_block, std::int64_t budget_elems);
+// Elements the largest round packs: the members' shares (in-block and out-block intersected,
+// in group order) within each slab.
+std::int64_t rs_round_pack(const RsRounds& r, const Box& in_block, const std::vector<Box>& shares);
+// The budget a plan's reduce-scatters pack within, in bytes: the memory bound (largest source
+// or target shard) less both scratch slots at their largest (BufferPlan), so that scratch and
+// staging together stay within the bound on every device. Never below 0.
+std::int64_t staging_budget_bytes(const Plan& plan);
+
 // The reference: staging of `step` on `device` as prepare_step decides it, from this device's
 // route and, for the group-wide choices (Allgatherv, reduction fits), the routes of its whole
 // group. O(group^2) for all-gathers, O(group) otherwise.
-StepStaging device_step_staging(const Mesh& mesh, const Step& step, int device, const StagingRules& rules = {});
+// `budget_elems`: staging_budget_bytes() of the plan, in elements (reduce-scatter rounds).
+StepStaging device_step_staging(const Mesh& mesh, const Step& step, int device, const StagingRules& rules = {},
+                                std::int64_t budget_elems = kNoBudget);
 
 // Staging of `step` on every member of one group (`members` in group order), with the
 // group-wide choices made once: what the class computation routes per class of groups.
 std::vector<StepStaging> group_step_staging(const Mesh& mesh, const Step& step, const std::vector<int>& members,
-                                            const StagingRules& rules = {});
+                                            const StagingRules& rules = {}, std::int64_t budget_elems = kNoBudget);
 
 // Workspace bytes the executor allocates on `device` for `plan`, from device_step_staging():
 // the brute-force reference. O(steps * group^2).

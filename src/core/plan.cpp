@@ -22,6 +22,20 @@ std::string_view name_of(Op op) {
   return "?";
 }
 
+bool runs_in_place(const Mesh& mesh, const Step& step) {
+  if (step.op != Op::local) return false;
+  for (int d = 0; d < step.in.rank(); ++d) {  // the same axes but for size-1 ones: the same blocks
+    auto split = [&](const std::vector<std::string>& v) {
+      std::vector<std::string> r;
+      for (const auto& a : v)
+        if (mesh.axis_size(a) != 1) r.push_back(a);
+      return r;
+    };
+    if (split(step.in.dims[d].axes) != split(step.out.dims[d].axes)) return false;
+  }
+  return true;
+}
+
 BufferPlan buffer_plan(const Plan& plan) {
   BufferPlan bp;
   int n = static_cast<int>(plan.steps.size());
@@ -40,6 +54,12 @@ BufferPlan buffer_plan(const Plan& plan) {
   for (int k = n - 2; k >= 0; --k) {
     int after = bp.slot[k + 1];
     std::int64_t need = plan.steps[k].out.max_local_bytes(m);
+    // A step that keeps every block (make_partial, relabel) runs in the buffer it reads.
+    if (runs_in_place(m, plan.steps[k + 1])) {
+      bp.slot[k] = after;
+      bp.scratch_bytes[after] = std::max(bp.scratch_bytes[after], after ? need : 0);
+      continue;
+    }
     // Step k+1 reads slot[k] and writes slot[k+1]: they must differ.
     if (after != 0 && fits_output(plan.steps[k].out)) bp.slot[k] = 0;
     else bp.slot[k] = after == 1 ? 2 : 1;

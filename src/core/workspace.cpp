@@ -66,19 +66,34 @@ StepStaging p2p_reduce_staging(const DeviceRoute& r, int me, const Box& in_block
 }
 
 // Reduce_scatter over members that all hold the same in-block (prepare_reduce_scatter): the
-// shares go from the input when they lie there back to back in group order.
-std::int64_t rs_send_staging(const std::vector<Transfer>& sends, const Box& in_block) {
+// shares go from the input when they lie there back to back in group order, else they are
+// packed, round by round (rs_rounds).
+bool rs_direct(const std::vector<Transfer>& sends, const Box& in_block) {
   std::int64_t expect = 0;
   bool direct = true;
   for (const Transfer& t : sends) {
     direct = direct && contiguous_in(t.box, in_block) && linear_offset(t.box, in_block) == expect;
     expect += t.box.volume();
   }
-  return direct ? 0 : expect;
+  return direct;
 }
-std::int64_t rs_recv_staging(const Box& in_block, const Box& out_block) {
+std::vector<Box> rs_shares(const Mesh& mesh, const Step& step, const std::vector<int>& members, const Box& in_block) {
+  std::vector<Box> shares;
+  for (int m : members) shares.push_back(intersect(in_block, step.out.block(mesh, m)));
+  return shares;
+}
+std::int64_t rs_recv_staging(const Box& in_block, const Box& out_block, const RsRounds& rounds) {
   Box mine = intersect(in_block, out_block);
-  return contiguous_in(mine, out_block) ? 0 : mine.volume();
+  if (contiguous_in(mine, out_block)) return 0;
+  std::int64_t most = 0;
+  for (std::size_t j = 0; j < rounds.size(); ++j) most = std::max(most, intersect(mine, rounds.slab(in_block, j)).volume());
+  return most;
+}
+StepStaging rs_staging(const std::vector<Transfer>& sends, const Box& in_block, const Box& out_block,
+                       const std::vector<Box>& shares, std::int64_t budget_elems) {
+  const bool direct = rs_direct(sends, in_block);  // then one call, from the input
+  const RsRounds rounds = direct ? RsRounds{} : rs_rounds(in_block, budget_elems);
+  return {direct ? 0 : rs_round_pack(rounds, in_block, shares), rs_recv_staging(in_block, out_block, rounds)};
 }
 
 std::int64_t allgatherv_send_staging(const Box& mine, const Box& in_block) {
@@ -98,6 +113,45 @@ bool may_stage(const Step& step, const StagingRules& rules) {
 }
 
 }  // namespace
+
+Box RsRounds::slab(const Box& in_block, std::size_t j) const {
+  if (dim < 0) return in_block;
+  Box b = in_block;
+  b.dims[dim] = slabs[j];
+  return b;
+}
+
+RsRounds rs_rounds(const Box& in_block, std::int64_t budget_elems) {
+  RsRounds r;
+  const std::int64_t total = in_block.volume();
+  if (budget_elems < 0 || total <= budget_elems) return r;
+  int d = 0;
+  while (d < static_cast<int>(in_block.dims.size()) && in_block.dims[d].extent() <= 1) ++d;
+  if (d == static_cast<int>(in_block.dims.size())) return r;  // one element: nothing to cut
+  const Interval iv = in_block.dims[d];
+  const std::int64_t row = total / iv.extent();
+  const std::int64_t per = std::max<std::int64_t>(1, budget_elems / row);
+  r.dim = d;
+  for (std::int64_t lo = iv.lo; lo < iv.hi; lo += per) r.slabs.push_back({lo, std::min(iv.hi, lo + per)});
+  return r;
+}
+
+std::int64_t rs_round_pack(const RsRounds& r, const Box& in_block, const std::vector<Box>& shares) {
+  std::int64_t most = 0;
+  for (std::size_t j = 0; j < r.size(); ++j) {
+    const Box slab = r.slab(in_block, j);
+    std::int64_t pack = 0;
+    for (const Box& b : shares) pack += intersect(b, slab).volume();
+    most = std::max(most, pack);
+  }
+  return most;
+}
+
+std::int64_t staging_budget_bytes(const Plan& plan) {
+  const BufferPlan bp = buffer_plan(plan);
+  const std::int64_t bound = std::max(plan.src.max_local_bytes(plan.mesh), plan.dst.max_local_bytes(plan.mesh));
+  return std::max<std::int64_t>(0, bound - bp.scratch_bytes[1] - bp.scratch_bytes[2]);
+}
 
 bool allgather_fits(const Mesh& mesh, const Step& step, const std::vector<int>& members,
                     const std::vector<DeviceRoute>& routes, std::vector<Box>& contrib) {
@@ -134,14 +188,16 @@ bool reduction_fits(const Mesh& mesh, const Step& step, const std::vector<int>& 
   return true;
 }
 
-StepStaging device_step_staging(const Mesh& mesh, const Step& step, int me, const StagingRules& rules) {
+StepStaging device_step_staging(const Mesh& mesh, const Step& step, int me, const StagingRules& rules,
+                                std::int64_t budget_elems) {
   if (!step.communicates()) return {};
   const Box in_block = step.in.block(mesh, me), out_block = step.out.block(mesh, me);
   const DeviceRoute r = route(mesh, step, me);
   if (step.reduces()) {
-    if (!rules.p2p_only && reduction_fits(mesh, step, group_of(mesh, step.axes, me), in_block)) {
+    const std::vector<int> members = group_of(mesh, step.axes, me);
+    if (!rules.p2p_only && reduction_fits(mesh, step, members, in_block)) {
       if (step.op == Op::all_reduce) return {};
-      return {rs_send_staging(r.sends, in_block), rs_recv_staging(in_block, out_block)};
+      return rs_staging(r.sends, in_block, out_block, rs_shares(mesh, step, members, in_block), budget_elems);
     }
     return p2p_reduce_staging(r, me, in_block, out_block);
   }
@@ -161,7 +217,7 @@ StepStaging device_step_staging(const Mesh& mesh, const Step& step, int me, cons
 }
 
 std::vector<StepStaging> group_step_staging(const Mesh& mesh, const Step& step, const std::vector<int>& members,
-                                            const StagingRules& rules) {
+                                            const StagingRules& rules, std::int64_t budget_elems) {
   const std::size_t g = members.size();
   std::vector<StepStaging> out(g);
   if (!may_stage(step, rules)) return out;
@@ -170,8 +226,10 @@ std::vector<StepStaging> group_step_staging(const Mesh& mesh, const Step& step, 
     if (!rules.p2p_only && reduction_fits(mesh, step, members, in0)) {
       if (step.op == Op::all_reduce) return out;
       // Every member holds in0, so every member sends the same shares: pack decided once.
-      const std::int64_t send = rs_send_staging(route(mesh, step, members[0]).sends, in0);
-      for (std::size_t i = 0; i < g; ++i) out[i] = {send, rs_recv_staging(in0, step.out.block(mesh, members[i]))};
+      const std::vector<Transfer> sends = route(mesh, step, members[0]).sends;
+      const std::vector<Box> shares = rs_shares(mesh, step, members, in0);
+      for (std::size_t i = 0; i < g; ++i)
+        out[i] = rs_staging(sends, in0, step.out.block(mesh, members[i]), shares, budget_elems);
       return out;
     }
     for (std::size_t i = 0; i < g; ++i)
@@ -240,11 +298,12 @@ std::int64_t device_workspace_bytes(const Plan& plan, int device, const StagingR
   std::vector<int> in_slot, out_slot;
   slots_of(plan, in_slot, out_slot);
   const auto elem = static_cast<std::int64_t>(size_of(plan.src.dtype));
+  const std::int64_t budget = staging_budget_bytes(plan) / elem;
   std::vector<std::int64_t> out_bytes;
   std::vector<StepStaging> staging;
   for (const Step& s : plan.steps) {
     out_bytes.push_back(s.out.local_bytes(plan.mesh, device));
-    staging.push_back(times(device_step_staging(plan.mesh, s, device, rules), elem));
+    staging.push_back(times(device_step_staging(plan.mesh, s, device, rules, budget), elem));
   }
   return workspace_of(in_slot, out_slot, out_bytes, plan.dst.local_bytes(plan.mesh, device), staging);
 }
@@ -258,7 +317,7 @@ namespace {
 // group positions only) are all invariant under that translation, so groups of one class stage
 // alike position by position.
 std::vector<StepStaging> step_staging_by_class(const Mesh& mesh, const Step& step, const StagingRules& rules,
-                                               std::int64_t elem) {
+                                               std::int64_t elem, std::int64_t budget_elems) {
   const int P = mesh.num_devices();
   std::vector<StepStaging> per_device(P);
   if (!may_stage(step, rules)) return per_device;
@@ -284,7 +343,7 @@ std::vector<StepStaging> step_staging_by_class(const Mesh& mesh, const Step& ste
         }
     } while (detail::next_coords(mc, A, mesh));
     auto it = classes.find(key);
-    if (it == classes.end()) it = classes.emplace(key, group_step_staging(mesh, step, members, rules)).first;
+    if (it == classes.end()) it = classes.emplace(key, group_step_staging(mesh, step, members, rules, budget_elems)).first;
     for (std::size_t i = 0; i < members.size(); ++i) per_device[members[i]] = times(it->second[i], elem);
   } while (detail::next_coords(c, rest, mesh));
   return per_device;
@@ -301,8 +360,9 @@ std::vector<std::int64_t> workspace_per_device(const Plan& plan, const StagingRu
   const std::size_t n = plan.steps.size();
   std::vector<std::vector<StepStaging>> staging(n);
   std::vector<std::vector<std::int64_t>> out_bytes(n);
+  const std::int64_t budget = staging_budget_bytes(plan) / elem;
   for (std::size_t k = 0; k < n; ++k) {
-    staging[k] = step_staging_by_class(m, plan.steps[k], rules, elem);
+    staging[k] = step_staging_by_class(m, plan.steps[k], rules, elem, budget);
     out_bytes[k] = local_bytes_per_device(plan.steps[k].out, m);
   }
   const std::vector<std::int64_t> dst_bytes = local_bytes_per_device(plan.dst, m);

@@ -205,8 +205,9 @@ std::string Executor::key_of(const Plan& plan) const {
 Executor::Prepared& Executor::prepare(const Plan& plan, const std::string& key) {
   auto p = std::make_unique<Prepared>();
   const int me = comm_.device();
+  const std::int64_t budget = staging_budget_bytes(plan) / static_cast<std::int64_t>(size_of(plan.src.dtype));
   for (const Step& step : plan.steps)
-    p->steps.push_back(exec::prepare_step(transport(), step, opts_.point_to_point_only));
+    p->steps.push_back(exec::prepare_step(transport(), step, opts_.point_to_point_only, budget));
   const bool device = opts_.memory == Memory::device;
   if (device)
     for (exec::StepExec& s : p->steps) exec::prepare_device(s, opts_.stream);
@@ -313,10 +314,11 @@ std::string Executor::explain(const Plan& plan) const {
     const exec::StepExec& s = p.steps[k];
     // An all-to-all of boxes moved in place runs as point-to-point messages, not one MPI_Alltoallv.
     const std::string call = s.boxes && s.mode == exec::Mode::alltoallv ? "alltoall_p2p" : fmt::to_string(s.mode);
-    r += fmt::format("{:>2}. {:<15}{:<15}{} -> {}{}{}{}\n", k + 1, name_of(plan.steps[k].op), call,
+    r += fmt::format("{:>2}. {:<15}{:<15}{} -> {}{}{}{}{}\n", k + 1, name_of(plan.steps[k].op), call,
                      slot_name(p.in_slot[k]), slot_name(p.out_slot[k]),
                      s.boxes ? ", strided boxes moved in place (no staging)" : "",
                      s.send_stage ? fmt::format(", packs {} elements in {}", s.send_stage, slot_name(p.send_at[k].slot)) : "",
+                     s.rounds.size() > 1 ? fmt::format(" per round, {} rounds", s.rounds.size()) : "",
                      s.recv_stage ? fmt::format(", unpacks {} elements from {}", s.recv_stage, slot_name(p.recv_at[k].slot)) : "");
   }
   return r;

@@ -33,6 +33,16 @@ struct Xfer {
   std::int64_t at = 0;
 };
 
+// One reduce-scatter call of a reduce_scatter step (rs_rounds in workspace.hpp): its counts by
+// group rank, where this device's result lands (`recv_at`: in the out-block, or at 0 in receive
+// staging), and the copies around it (packs into send staging, unpacks from receive staging).
+struct RsRound {
+  std::vector<std::int64_t> counts;
+  std::int64_t recv_at = 0;
+  std::vector<BoxCopy> before, after;
+  DeviceCopyBatch before_batch, after_batch;
+};
+
 struct StepExec {
   Mode mode = Mode::local;
   Group* group = nullptr;  // the step's group (world for point-to-point)
@@ -47,7 +57,7 @@ struct StepExec {
   std::int64_t send_stage = 0, recv_stage = 0;  // staging elements
   // Collective arguments, by group rank.
   std::vector<Segment> send_segs, recv_segs;
-  std::vector<std::int64_t> counts;
+  std::vector<RsRound> rounds;  // reduce_scatter: one call each, in order
   std::int64_t count = 0, send_at = 0;  // allgatherv: this device's box; allreduce: elements
   bool send_direct = false;             // allgatherv / reduce_scatter: send from the input
   bool fill_identity = false;           // make_partial on a non-lead device
@@ -66,7 +76,9 @@ struct StepExec {
 
 // Pre: the step is valid on `mesh`. Collective over all devices: creates group communicators
 // (none when `p2p_only`: every step then runs point-to-point).
-StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only);
+// `budget_elems`: what a reduce-scatter may pack per round (staging_budget_bytes() of the plan,
+// in elements; kNoBudget: one round).
+StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only, std::int64_t budget_elems);
 
 // Device execution on `stream`: builds the step's copy batches (one kernel launch per side).
 void prepare_device(StepExec& s, void* stream);

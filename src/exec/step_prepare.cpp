@@ -170,33 +170,48 @@ void prepare_moving(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only) {
   if (s.mode == Mode::alltoallv) fill_segments(s, s.group->size());
 }
 
-// Reduce_scatter: sends in group order from the input when they lie there back to back, the
-// result in place when it is contiguous in the output.
-void prepare_reduce_scatter(const Ctx& c, StepExec& s) {
+// Reduce_scatter: sends in group order from the input when they lie there back to back (one
+// call), else packed round by round (rs_rounds: the same slabs on every member, since all hold
+// the same in-block); the result in place when it is contiguous in the output.
+void prepare_reduce_scatter(const Ctx& c, StepExec& s, std::int64_t budget_elems) {
   s.mode = Mode::reduce_scatter;
-  s.counts.assign(c.members.size(), 0);
-  for (std::size_t i = 0; i < c.members.size(); ++i)
-    s.counts[i] = intersect(c.in_block, c.step.out.block(c.mesh, c.members[i])).volume();
-  s.send_direct = true;
+  const std::size_t g = c.members.size();
+  std::vector<Box> shares;
+  for (int m : c.members) shares.push_back(intersect(c.in_block, c.step.out.block(c.mesh, m)));
   std::int64_t expect = 0;
+  s.send_direct = true;
   for (const Transfer& t : c.route.sends) {
     s.send_direct = s.send_direct && contiguous_in(t.box, c.in_block) && linear_offset(t.box, c.in_block) == expect;
     expect += t.box.volume();
   }
-  if (!s.send_direct) {
-    for (const Transfer& t : c.route.sends) {
-      Xfer x = c.send(t);
-      x.at = s.send_stage;
-      s.send_stage += x.count;
-      s.sends.push_back(std::move(x));
-    }
-  }
-  Box mine = intersect(c.in_block, c.out_block);
-  Xfer r = c.recv({c.me, mine});
+  const RsRounds rounds = s.send_direct ? RsRounds{} : rs_rounds(c.in_block, budget_elems);
+  const Box mine = intersect(c.in_block, c.out_block);
   s.stage_recvs = !contiguous_in(mine, c.out_block);
-  r.at = s.stage_recvs ? 0 : (mine.volume() ? linear_offset(mine, c.out_block) : 0);
-  s.recv_stage = s.stage_recvs ? r.count : 0;
-  s.recvs.push_back(std::move(r));
+  for (std::size_t j = 0; j < rounds.size(); ++j) {
+    const Box slab = rounds.slab(c.in_block, j);
+    RsRound r;
+    r.counts.assign(g, 0);
+    std::int64_t at = 0;
+    for (std::size_t i = 0; i < g; ++i) {
+      const Box b = intersect(shares[i], slab);
+      r.counts[i] = b.volume();
+      if (!s.send_direct && r.counts[i])
+        r.before.push_back({0, 0, s.in_shape, offset_in(b, c.in_block), 0, extents(b), Shape(b.dims.size(), 0), at,
+                            extents(b)});
+      at += r.counts[i];
+    }
+    if (!s.send_direct) s.send_stage = std::max(s.send_stage, at);
+    const Box got = intersect(mine, slab);
+    if (s.stage_recvs) {
+      s.recv_stage = std::max(s.recv_stage, got.volume());
+      if (!got.empty())
+        r.after.push_back({0, 0, extents(got), Shape(got.dims.size(), 0), 0, s.out_shape, offset_in(got, c.out_block), 0,
+                           extents(got)});
+    } else {
+      r.recv_at = got.empty() ? 0 : linear_offset(got, c.out_block);
+    }
+    s.rounds.push_back(std::move(r));
+  }
 }
 
 // Fallback: point-to-point, then this device reduces what it got in group order.
@@ -211,20 +226,21 @@ void prepare_reduce_p2p(Ctx& c, StepExec& s, Communicator& comm) {
     s.reduce_order.push_back(t.peer == c.me ? c.self(t.box) : s.recvs[next++]);
 }
 
-void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only) {
+void prepare_reducing(Ctx& c, StepExec& s, Communicator& comm, bool p2p_only, std::int64_t budget_elems) {
   if (p2p_only) return prepare_reduce_p2p(c, s, comm);
   s.group = &comm.group(c.step.axes);
   c.members = group_of(c.mesh, c.step.axes, c.me);
   const bool all_reduce = c.step.op == Op::all_reduce;
   if (!reshard::reduction_fits(c.mesh, c.step, c.members, c.in_block)) return prepare_reduce_p2p(c, s, comm);
-  if (!all_reduce) return prepare_reduce_scatter(c, s);
+  if (!all_reduce) return prepare_reduce_scatter(c, s, budget_elems);
   s.mode = Mode::allreduce;
   s.count = c.in_block.volume();
 }
 
 // The box copies around the collective (StepExec::before / after), from the placement above.
 void list_copies(StepExec& s) {
-  const bool packs = s.stage_sends || s.mode == Mode::allgatherv || s.mode == Mode::reduce_scatter;
+  if (s.mode == Mode::reduce_scatter) return;  // its rounds list their own copies
+  const bool packs = s.stage_sends || s.mode == Mode::allgatherv;
   if (packs)  // into send staging, at the box's place there
     for (const Xfer& x : s.sends)
       s.before.push_back({0, 0, s.in_shape, x.in_off, 0, x.extent, Shape(x.extent.size(), 0), x.at, x.extent});
@@ -237,7 +253,7 @@ void list_copies(StepExec& s) {
 
 }  // namespace
 
-StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only) {
+StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only, std::int64_t budget_elems) {
   const Mesh& mesh = comm.mesh();
   const int me = comm.device();
   Ctx c{mesh, step, me, step.in.block(mesh, me), step.out.block(mesh, me), route(mesh, step, me), {}};
@@ -247,7 +263,7 @@ StepExec prepare_step(Communicator& comm, const Step& step, bool p2p_only) {
   s.in_shape = extents(c.in_block);
   s.out_shape = extents(c.out_block);
   if (!step.communicates()) prepare_local(c, s);
-  else if (step.reduces()) prepare_reducing(c, s, comm, p2p_only);
+  else if (step.reduces()) prepare_reducing(c, s, comm, p2p_only, budget_elems);
   else prepare_moving(c, s, comm, p2p_only);
   list_copies(s);
   return s;

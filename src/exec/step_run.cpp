@@ -90,7 +90,7 @@ void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte*
   Bufs b{s, in, out, send_stage, recv_stage, size_of(s.dtype)};
   switch (s.mode) {
     case Mode::local:
-      before_collective(b);
+      if (in != out) before_collective(b);  // in place (runs_in_place): the block is already there
       if (s.fill_identity) {
         std::int64_t n = 1;
         for (auto e : s.out_shape) n *= e;
@@ -109,11 +109,17 @@ void run_step(const StepExec& s, const std::byte* in, std::byte* out, std::byte*
       s.group->allgatherv(s.send_direct ? b.in_at(s.send_at) : b.send_stage, s.count, out, s.recv_segs, s.dtype);
       return;
     case Mode::reduce_scatter:
-      before_collective(b);
-      s.group->reduce_scatter(s.send_direct ? in : b.send_stage,
-                              s.stage_recvs ? b.recv_stage : b.out_at(s.recvs.front().at), s.counts, s.dtype,
-                              s.op);
-      return after_collective(b);
+      for (const RsRound& r : s.rounds) {
+        const void* srcs[] = {in};
+        void* send_dsts[] = {send_stage};
+        run_copies(s, r.before, r.before_batch, srcs, send_dsts);
+        s.group->reduce_scatter(s.send_direct ? in : b.send_stage, s.stage_recvs ? b.recv_stage : b.out_at(r.recv_at),
+                                r.counts, s.dtype, s.op);
+        const void* stage_srcs[] = {recv_stage};
+        void* out_dsts[] = {out};
+        run_copies(s, r.after, r.after_batch, stage_srcs, out_dsts);
+      }
+      return;
     case Mode::allreduce:
       s.group->allreduce(in, out, s.count, s.dtype, s.op);
       return;
@@ -136,6 +142,10 @@ void prepare_device(StepExec& s, void* stream) {
   const std::size_t elem = size_of(s.dtype);
   s.before_batch = DeviceCopyBatch(s.before, elem);
   s.after_batch = DeviceCopyBatch(s.after, elem);
+  for (RsRound& r : s.rounds) {
+    r.before_batch = DeviceCopyBatch(r.before, elem);
+    r.after_batch = DeviceCopyBatch(r.after, elem);
+  }
 }
 
 }  // namespace reshard::exec

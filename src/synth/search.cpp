@@ -12,6 +12,7 @@
 //    lacks bytes of its target block, and they arrive at best at the highest bandwidth.
 //    (With even blocks every step's estimate is at least what each device receives in it.)
 #include "search.hpp"
+#include "reshard/workspace.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -145,6 +146,7 @@ class Search {
         double fn = g + (goal ? 0.0 : h(st.out));  // the dearer bound only for new states
         if (fn >= ub_ * (1 - 1e-9)) continue;
         if ((goal || !lazy) && !step_is_valid(m_, st)) continue;
+        if (goal && lim_.workspace_rule && !workspace_fits(idx, st)) continue;
         seen_[k] = g;
         int depth = node.depth + 1;
         nodes_.push_back({st.out, idx, std::move(st), g, depth});
@@ -165,6 +167,19 @@ class Search {
   }
 
  private:
+  // Whether the plan that ends with `last` after node `parent` keeps the workspace bound.
+  bool workspace_fits(int parent, const Step& last) const {
+    Plan p;
+    p.mesh = m_;
+    p.src = s_;
+    p.dst = t_;
+    for (int i = parent; nodes_[i].parent >= 0; i = nodes_[i].parent) p.steps.push_back(nodes_[i].step);
+    std::reverse(p.steps.begin(), p.steps.end());
+    p.steps.push_back(last);
+    const std::vector<std::int64_t> ws = workspace_per_device(p);
+    return ws.empty() || *std::max_element(ws.begin(), ws.end()) <= bound_;
+  }
+
   struct Node {
     Type type;
     int parent;

@@ -22,6 +22,10 @@ struct SearchLimits {
   // Every step shape (all subsets, placements and orders of axes). Off on large meshes,
   // where only the target-directed moves and single-axis moves are generated.
   bool exhaustive_moves = true;
+  // Accept only plans whose workspace (workspace.hpp, MPI rules) keeps `bound` too: a goal
+  // reached by a plan that passes it is passed over, so another path may reach it. Needs the
+  // exact per-device figures (O(devices) per goal found).
+  bool workspace_rule = false;
 };
 
 // Limits that keep synthesis within its time budget on `mesh` (docs/design.md 3, guarantee 4).

@@ -24,6 +24,7 @@
 #include "builder.hpp"
 #include "search.hpp"
 #include "reshard/route.hpp"
+#include "reshard/workspace.hpp"
 
 namespace reshard {
 
@@ -301,6 +302,28 @@ std::string describe(const std::vector<Step>& steps) {
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
+// Relabel the ends: plans are made without size-1 axes.
+std::vector<Step> ends_relabeled(std::vector<Step> steps, const Type& src, const Type& dst) {
+  if (steps.empty()) {
+    if (!(src == dst)) steps.push_back(Step{Op::local, src, dst, {}, {}, LocalKind::relabel});
+  } else {
+    steps.front().in = src;
+    steps.back().out = dst;
+  }
+  return steps;
+}
+
+// The largest workspace the executor allocates for these steps on any device (MPI rules).
+std::int64_t max_workspace(std::vector<Step> steps, const Mesh& mesh, const Type& src, const Type& dst) {
+  Plan p;
+  p.mesh = mesh;
+  p.src = src;
+  p.dst = dst;
+  p.steps = std::move(steps);
+  const std::vector<std::int64_t> ws = workspace_per_device(p);
+  return ws.empty() ? 0 : *std::max_element(ws.begin(), ws.end());
+}
+
 }  // namespace
 
 std::vector<Step> greedy_per_axis_steps(const Mesh& mesh, const Type& src, const Type& dst);
@@ -328,36 +351,59 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
     case Strategy::reshard: {
       double best_cost = std::numeric_limits<double>::infinity();
       double collective_cost = best_cost;
+      // The workspace is part of the memory bound: a plan whose scratch and staging pass it on
+      // some device (two large intermediates back to back, neither fitting in the output)
+      // gives way to the cheapest one that keeps it. The exchange plan always does on MPI (its
+      // one intermediate is the source layout; exchange stages nothing, make_partial runs in
+      // place). Checked only with the exact figures (exact_stats; analyze() refuses larger
+      // meshes), by classes, O(devices) per plan, and only for a plan that would win.
+      const bool exact_workspace = opts.exact_stats && mesh.num_devices() <= kMaxExactStatsDevices;
       std::vector<Step> best_collective;
+      // The cheapest plan set aside for its workspace, as a fallback should none fit.
+      std::vector<Step> over;
+      double over_cost = std::numeric_limits<double>::infinity();
+      std::int64_t over_bytes = 0;
+      // Collective plans raise the search's bar only where they fit; any plan may win.
+      auto consider = [&](std::vector<Step>& steps, double c, bool may_bound_search) {
+        if (c >= best_cost && (!may_bound_search || c >= collective_cost)) return;
+        if (exact_workspace) {
+          const std::int64_t w = max_workspace(ends_relabeled(steps, src, dst), mesh, src, dst);
+          if (w > bound) {
+            if (c < over_cost) over_cost = c, over = steps, over_bytes = w;
+            return;
+          }
+        }
+        const bool has_exchange = std::any_of(steps.begin(), steps.end(), [](const Step& x) { return x.op == Op::exchange; });
+        if (may_bound_search && !has_exchange && c < collective_cost) collective_cost = c, best_collective = steps;
+        if (c < best_cost) best_cost = c, best = std::move(steps);
+      };
       std::vector<Step> ex = exchange_plan(mesh, s, t);
       for (Variant v : {Variant{false, false, false}, Variant{true, false, false}, Variant{false, true, false},
                         Variant{false, false, true}}) {
         std::vector<Step> steps = collective_plan(mesh, s, t, v, bound);
         if (plan_peak(mesh, s, steps) > bound) continue;
-        double c = price(steps);
-        bool has_exchange = std::any_of(steps.begin(), steps.end(), [](const Step& x) { return x.op == Op::exchange; });
-        if (!has_exchange && c < collective_cost) collective_cost = c, best_collective = steps;
-        if (c < best_cost) best_cost = c, best = std::move(steps);
+        consider(steps, price(steps), true);
       }
       // greedy_per_axis is an incumbent too, where it keeps the memory bound.
       {
         std::vector<Step> g = greedy_per_axis_steps(mesh, s, t);
-        bool has_exchange = std::any_of(g.begin(), g.end(), [](const Step& x) { return x.op == Op::exchange; });
-        if (plan_peak(mesh, s, g) <= bound) {
-          double c = price(g);
-          if (!has_exchange && c < collective_cost) collective_cost = c, best_collective = g;
-          if (c < best_cost) best_cost = c, best = std::move(g);
-        }
+        if (plan_peak(mesh, s, g) <= bound) consider(g, price(g), true);
       }
       // The search over typed steps, bounded by the cheapest collective plan so far (the
       // exchange plan is weighed after it, so that the collective plan is the best one known).
-      if (auto found = synth::search_plan(mesh, s, t, bound, opts, collective_cost, synth::default_limits(mesh, s))) {
-        double c = price(*found);
-        if (c < collective_cost) collective_cost = c, best_collective = *found;
-        if (c < best_cost) best_cost = c, best = std::move(*found);
+      synth::SearchLimits limits = synth::default_limits(mesh, s);
+      limits.workspace_rule = exact_workspace;
+      if (auto found = synth::search_plan(mesh, s, t, bound, opts, collective_cost, limits))
+        consider(*found, price(*found), true);
+      consider(ex, price(ex), false);
+      if (over_cost < best_cost && std::isfinite(best_cost))
+        plan.notes.push_back(fmt::format("the cheapest plan ({}) would need {} B of workspace, over the bound of {} B; "
+                                         "the cheapest plan within it is used", describe(over), over_bytes, bound));
+      else if (!std::isfinite(best_cost) && std::isfinite(over_cost)) {  // none fits (not seen on MPI)
+        plan.notes.push_back(fmt::format("no plan keeps the workspace within the bound of {} B; this one needs {} B",
+                                         bound, over_bytes));
+        best_cost = over_cost, best = std::move(over);
       }
-      double ex_cost = price(ex);
-      if (ex_cost < best_cost) best_cost = ex_cost, best = std::move(ex);
       // No candidate priced finite: `best` is still empty and must not become a relabel.
       if (!std::isfinite(best_cost))
         throw Error(fmt::format("the cost model gives no plan of {} -> {} on mesh {} a finite cost (topology {}): "
@@ -373,14 +419,7 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
       break;
     }
   }
-  // Relabel the ends: the plan was made without size-1 axes.
-  if (best.empty()) {
-    if (!(src == dst)) best.push_back(Step{Op::local, src, dst, {}, {}, LocalKind::relabel});
-  } else {
-    best.front().in = src;
-    best.back().out = dst;
-  }
-  plan.steps = std::move(best);
+  plan.steps = ends_relabeled(std::move(best), src, dst);
   if (opts.exact_stats) analyze(plan);
   plan.stats.est_time_s = estimate_plan_s(plan, opts);
   if (!std::isfinite(plan.stats.est_time_s))
