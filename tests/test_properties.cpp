@@ -28,7 +28,7 @@ TEST_CASE("random triples keep the four guarantees") {
   std::uint64_t seed = env_or("RESHARD_SEED", 20261127);
   int cases = static_cast<int>(env_or("RESHARD_CASES", 10000));
   test::TypeGen gen(seed);
-  int exchanges = 0, collectives = 0, fallbacks = 0, rounds = 0;
+  int exchanges = 0, collectives = 0, fallbacks = 0, rounds = 0, dtensor_compared = 0;
   SynthOptions bandwidth_only;
   bandwidth_only.topology.default_link.latency_s = 1e-15;
   bandwidth_only.local_copy_GBps = 1e9;
@@ -52,7 +52,7 @@ TEST_CASE("random triples keep the four guarantees") {
       if (s.op == Op::reduce_scatter) rounds += rs_rounds(s.in.block(c.mesh, 0), budget).size() > 1;
     // The baselines seed the search: none may be cheaper by the cost model, where it keeps
     // the memory bound (greedy_per_axis gathers and may not).
-    for (Strategy st : {Strategy::greedy_per_axis, Strategy::exchange}) {
+    for (Strategy st : {Strategy::greedy_per_axis, Strategy::dtensor, Strategy::exchange}) {
       SynthOptions o;
       o.strategy = st;
       Plan b = synthesize(c.mesh, c.src, c.dst, o);
@@ -61,12 +61,13 @@ TEST_CASE("random triples keep the four guarantees") {
       INFO(name_of(st) << " plan:\n" << b);
       if (peak > bound || b.stats.workspace_bytes > bound) continue;
       CHECK(plan.stats.est_time_s <= b.stats.est_time_s * (1 + 1e-9));
-      // Bytes against the per-axis greedy baseline where bandwidth is the whole cost (these
+      // Bytes against the per-axis greedy and dtensor baselines where bandwidth is the whole cost (these
       // arrays are small: with the default model latency rightly buys fewer steps at the
       // price of some bytes) and blocks are even (there the per-step estimates the cost model
       // adds up are what devices receive; with uneven ones the busiest device of one step
       // need not be the next's).
-      if (st == Strategy::greedy_per_axis && even(c.mesh, c.src) && even(c.mesh, c.dst)) {
+      if (st == Strategy::dtensor) ++dtensor_compared;
+      if (st != Strategy::exchange && even(c.mesh, c.src) && even(c.mesh, c.dst)) {
         Plan q = synthesize(c.mesh, c.src, c.dst, bandwidth_only);
         INFO("bandwidth-only reshard plan:\n" << q);
         CHECK(q.stats.bytes_recv_max <= b.stats.bytes_recv_max);
@@ -77,6 +78,7 @@ TEST_CASE("random triples keep the four guarantees") {
   // The sweep exercises both kinds of plan, and plans chosen for their workspace.
   CHECK(exchanges > 0);
   CHECK(fallbacks > 0);
+  CHECK(dtensor_compared > cases / 2);
   CHECK(rounds > 0);
   CHECK(collectives > exchanges);
 }
@@ -86,7 +88,7 @@ TEST_CASE("every strategy is correct on random triples") {
   for (int i = 0; i < 500; ++i) {
     test::RandomCase c = gen.next(64);
     INFO("case " << i << ": " << c.mesh << " | " << c.src << " | " << c.dst);
-    for (Strategy s : {Strategy::naive, Strategy::exchange, Strategy::greedy_per_axis}) {
+    for (Strategy s : {Strategy::naive, Strategy::exchange, Strategy::greedy_per_axis, Strategy::dtensor}) {
       SynthOptions o;
       o.strategy = s;
       Plan p = synthesize(c.mesh, c.src, c.dst, o);
@@ -96,4 +98,36 @@ TEST_CASE("every strategy is correct on random triples") {
       CHECK((p.steps.empty() ? p.src : p.steps.back().out) == p.dst);
     }
   }
+}
+
+// The dtensor baseline itself: correct on the simulator, collective-only (never exchange or
+// permute), and its byte figures at least what the ceil layout moves (padded blocks).
+TEST_CASE("the dtensor baseline is correct and collective-only on random triples") {
+  test::TypeGen gen(env_or("RESHARD_SEED", 2015));
+  int graph = 0, size1 = 0, uneven = 0;
+  for (int i = 0; i < 3000; ++i) {
+    test::RandomCase c = gen.next(i % 10 == 0 ? 216 : 48);
+    INFO("case " << i << ": " << c.mesh << " | " << c.src << " | " << c.dst);
+    SynthOptions o;
+    o.strategy = Strategy::dtensor;
+    Plan p = synthesize(c.mesh, c.src, c.dst, o);
+    SimResult r = simulate(p);
+    INFO(r.error << "\n" << p);
+    REQUIRE(r.ok);
+    CHECK((p.steps.empty() ? p.src : p.steps.back().out) == p.dst);
+    for (const Step& s : p.steps) CHECK((s.op != Op::exchange && s.op != Op::permute));
+    CHECK(p.stats.bytes_recv_max >= *std::max_element(r.bytes_recv.begin(), r.bytes_recv.end()));
+    bool ordered = true;
+    for (const Type* t : {&c.src, &c.dst})
+      for (const Dim& d : t->dims)
+        for (std::size_t k = 1; k < d.axes.size(); ++k)
+          ordered = ordered && c.mesh.axis_index(d.axes[k - 1]) < c.mesh.axis_index(d.axes[k]);
+    graph += !ordered;
+    for (const Axis& a : c.mesh.axes()) size1 += a.size == 1 && (c.src.uses(a.name) || c.dst.uses(a.name));
+    uneven += !even(c.mesh, c.src) || !even(c.mesh, c.dst);
+  }
+  // The sweep reaches the graph planner, size-1 mesh dims and padding.
+  CHECK(graph > 300);
+  CHECK(size1 > 300);
+  CHECK(uneven > 300);
 }

@@ -51,7 +51,10 @@ class Topology {
   std::map<std::string, Link, std::less<>> links_;
 };
 
-enum class Strategy { reshard, naive, greedy_per_axis, exchange };
+// reshard: the synthesizer; naive: gather everything, slice; greedy_per_axis: one mesh axis
+// at a time; dtensor: the rules of DTensor 2.15's redistribute (src/synth/dtensor.cpp);
+// exchange: one exact point-to-point step.
+enum class Strategy { reshard, naive, greedy_per_axis, exchange, dtensor };
 std::string_view name_of(Strategy s);
 Strategy strategy_from_name(std::string_view name);  // throws Error on unknown names
 
@@ -79,6 +82,9 @@ std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step);
 // Cost model estimate of one step and of a plan, in seconds.
 double estimate_step_s(const Mesh& mesh, const Step& step, const SynthOptions& opts);
 double estimate_plan_s(const Plan& plan, const SynthOptions& opts);
+// Bytes the busiest device receives in a step when every block is padded to the largest one,
+// as DTensor pads uneven shards: what the `dtensor` strategy's figures count.
+std::int64_t dtensor_padded_step_bytes(const Mesh& mesh, const Step& step);
 
 // Thread-safe cache of plans by (mesh, source, target, options), least recently used out
 // beyond a limit in bytes (each plan charged approx_bytes(), its key included). A plan dropped

@@ -52,7 +52,7 @@ def plan(mesh: Mesh | str, src: Type | str, dst: Type | str, topology: str | Non
     """The plan that reshards `src` into `dst` on `mesh` (symbolic: no data, no MPI).
 
     `topology`: per-axis links for the cost model, e.g. "tp=nvlink,dp=ib" or "tp=300,dp=25:10us".
-    `strategy`: reshard, naive, greedy_per_axis or exchange. `verify`: run it on the simulator.
+    `strategy`: reshard, naive, greedy_per_axis, dtensor or exchange. `verify`: run it on the simulator.
     """
     mesh = mesh if isinstance(mesh, Mesh) else Mesh(mesh)
     src = src if isinstance(src, Type) else Type(src, mesh)

@@ -36,7 +36,7 @@
 
 namespace reshard::bench {
 
-inline constexpr const char* kStrategies[] = {"reshard", "naive", "greedy_per_axis", "exchange", "raw"};
+inline constexpr const char* kStrategies[] = {"reshard", "naive", "greedy_per_axis", "dtensor", "exchange", "raw"};
 // A baseline counts as faster than reshard on a case when reshard's time exceeds it by more.
 inline constexpr double kSlowerTolerance = 1.05;
 

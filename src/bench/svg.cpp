@@ -25,6 +25,7 @@ const char* color_of(const std::string& strategy) {
   if (strategy == "naive") return "#d62728";
   if (strategy == "greedy_per_axis") return "#ff7f0e";
   if (strategy == "exchange") return "#2ca02c";
+  if (strategy == "dtensor") return "#9467bd";
   return "#7f7f7f";  // raw
 }
 

@@ -13,7 +13,7 @@ Runner add_bench_command(CLI::App& app) {
   sub->add_flag("--batch", a->batch,
                 "Lines on the same pair of meshes, one after another, form one batched case (as in run --batch); "
                 "batched and cross-mesh cases run reshard, single_calls, raw_alltoallv and gather_scatter");
-  sub->add_option("--strategies", a->strategies, "Comma list of reshard, naive, greedy_per_axis, exchange, raw")
+  sub->add_option("--strategies", a->strategies, "Comma list of reshard, naive, greedy_per_axis, dtensor, exchange, raw")
       ->capture_default_str();
   sub->add_option("--cases", a->cases, "Comma list of case names to run (default: all)");
   sub->add_option("-n,--iters", a->timing.iters, "Timed iterations per case and strategy")

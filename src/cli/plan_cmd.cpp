@@ -56,7 +56,7 @@ Runner add_plan_command(CLI::App& app) {
   sub->add_option("--batch", args->x.batch, "Case file: one array a line, all on the same pair of meshes");
   sub->add_option("--memory-cap", args->x.memory_cap, "Workspace cap in bytes for --to-mesh/--batch plans");
   sub->add_option("--topology", args->topology, "Per-axis links, e.g. tp=nvlink,dp=ib or tp=300,dp=25:5us");
-  sub->add_option("--strategy", args->strategy, "reshard, naive, greedy_per_axis or exchange");
+  sub->add_option("--strategy", args->strategy, "reshard, naive, greedy_per_axis, dtensor or exchange");
   sub->add_flag("--json", args->json, "Print one JSON object");
   sub->add_flag("--verify", args->verify, "Execute the plan on a simulated mesh with real data");
   sub->add_option("--svg", args->svg, "Draw the blocks each device holds after every step into this SVG file");

@@ -266,7 +266,7 @@ Runner add_run_command(CLI::App& app) {
   sub->add_flag("--json", a->json, "Print one JSON object (rank 0)");
   sub->add_flag("--raw-alltoall", a->raw_alltoall, "Also time one MPI_Alltoall of the source shard's bytes");
   sub->add_option("--topology", a->topology, "Per-axis links for the cost model, e.g. tp=nvlink,dp=ib");
-  sub->add_option("--strategy", a->strategy, "reshard, naive, greedy_per_axis or exchange");
+  sub->add_option("--strategy", a->strategy, "reshard, naive, greedy_per_axis, dtensor or exchange");
   return [a]() -> int {
     MpiSession mpi;
     if (!a->x.to_mesh.empty() || !a->x.batch.empty() || a->x.memory_cap || a->x.compare) {

@@ -79,4 +79,7 @@ struct Builder {
   }
 };
 
+// Full replication, then slice (and make_partial): the naive strategy; always exact.
+std::vector<Step> naive_steps(const Mesh& m, const Type& s, const Type& t);
+
 }  // namespace reshard::synth

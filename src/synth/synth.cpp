@@ -34,14 +34,15 @@ std::string_view name_of(Strategy s) {
     case Strategy::naive: return "naive";
     case Strategy::greedy_per_axis: return "greedy_per_axis";
     case Strategy::exchange: return "exchange";
+    case Strategy::dtensor: return "dtensor";
   }
   return "?";
 }
 
 Strategy strategy_from_name(std::string_view name) {
-  for (Strategy s : {Strategy::reshard, Strategy::naive, Strategy::greedy_per_axis, Strategy::exchange})
+  for (Strategy s : {Strategy::reshard, Strategy::naive, Strategy::greedy_per_axis, Strategy::exchange, Strategy::dtensor})
     if (name_of(s) == name) return s;
-  throw Error(fmt::format("unknown strategy '{}'; expected reshard, naive, greedy_per_axis or exchange", name));
+  throw Error(fmt::format("unknown strategy '{}'; expected reshard, naive, greedy_per_axis, dtensor or exchange", name));
 }
 
 void check_compatible(const Mesh& mesh, const Type& src, const Type& dst) {
@@ -56,6 +57,41 @@ void check_compatible(const Mesh& mesh, const Type& src, const Type& dst) {
     throw MismatchError(fmt::format("the reduction changes from {} to {}; a pending {} cannot become a {}",
                                     src.op, dst.op, src.op, dst.op));
 }
+
+namespace synth {
+
+// Full replication, then slice: XLA's fallback and what simple systems do.
+std::vector<Step> naive_steps(const Mesh& m, const Type& s, const Type& t) {
+  Builder b{m, s, {}};
+  std::vector<std::string> reduce_now;
+  for (const auto& r : s.reduce_axes)
+    if (!t.is_partial_over(r)) reduce_now.push_back(r);
+  b.all_reduce(reduce_now);
+  Type full = b.cur;
+  std::vector<std::string> axes;
+  std::vector<int> dims;
+  for (int d = 0; d < full.rank(); ++d) {
+    if (full.dims[d].axes.empty()) continue;
+    axes.insert(axes.end(), full.dims[d].axes.begin(), full.dims[d].axes.end());
+    full.dims[d].axes.clear();
+    dims.push_back(d);
+  }
+  if (!axes.empty()) b.add(Op::all_gather, full, axes, dims);
+  Type sliced = b.cur;
+  axes.clear();
+  dims.clear();
+  for (int d = 0; d < t.rank(); ++d) {
+    if (t.dims[d].axes.empty()) continue;
+    sliced.dims[d].axes = t.dims[d].axes;
+    axes.insert(axes.end(), t.dims[d].axes.begin(), t.dims[d].axes.end());
+    dims.push_back(d);
+  }
+  if (!axes.empty()) b.add(Op::slice, sliced, axes, dims);
+  b.make_partial(t);
+  return b.steps;
+}
+
+}  // namespace synth
 
 namespace {
 
@@ -252,37 +288,6 @@ std::vector<Step> exchange_plan(const Mesh& m, const Type& s, const Type& t) {
   return b.steps;
 }
 
-// Full replication, then slice: XLA's fallback and what simple systems do.
-std::vector<Step> naive_plan(const Mesh& m, const Type& s, const Type& t) {
-  Builder b{m, s, {}};
-  std::vector<std::string> reduce_now;
-  for (const auto& r : s.reduce_axes)
-    if (!t.is_partial_over(r)) reduce_now.push_back(r);
-  b.all_reduce(reduce_now);
-  Type full = b.cur;
-  std::vector<std::string> axes;
-  std::vector<int> dims;
-  for (int d = 0; d < full.rank(); ++d) {
-    if (full.dims[d].axes.empty()) continue;
-    axes.insert(axes.end(), full.dims[d].axes.begin(), full.dims[d].axes.end());
-    full.dims[d].axes.clear();
-    dims.push_back(d);
-  }
-  if (!axes.empty()) b.add(Op::all_gather, full, axes, dims);
-  Type sliced = b.cur;
-  axes.clear();
-  dims.clear();
-  for (int d = 0; d < t.rank(); ++d) {
-    if (t.dims[d].axes.empty()) continue;
-    sliced.dims[d].axes = t.dims[d].axes;
-    axes.insert(axes.end(), t.dims[d].axes.begin(), t.dims[d].axes.end());
-    dims.push_back(d);
-  }
-  if (!axes.empty()) b.add(Op::slice, sliced, axes, dims);
-  b.make_partial(t);
-  return b.steps;
-}
-
 std::int64_t plan_peak(const Mesh& m, const Type& s, const std::vector<Step>& steps) {
   std::int64_t p = s.max_local_bytes(m);
   for (const Step& st : steps) p = std::max(p, st.out.max_local_bytes(m));
@@ -324,9 +329,33 @@ std::int64_t max_workspace(std::vector<Step> steps, const Mesh& mesh, const Type
   return ws.empty() ? 0 : *std::max_element(ws.begin(), ws.end());
 }
 
+// The dtensor baseline's byte figures count padded blocks, as DTensor moves them; the data
+// (and so the simulator and the executor) keeps the ceil layout.
+void pad_like_dtensor(Plan& plan) {
+  std::int64_t total = 0, actual = plan.stats.bytes_recv_max;
+  for (std::size_t k = 0; k < plan.steps.size(); ++k) {
+    const std::int64_t b = std::max(plan.stats.step_bytes_recv_max[k], dtensor_padded_step_bytes(plan.mesh, plan.steps[k]));
+    plan.stats.step_bytes_recv_max[k] = b;
+    total += b;
+  }
+  plan.stats.bytes_recv_max = std::max(actual, total);
+  if (plan.stats.bytes_recv_max != actual)
+    plan.notes.push_back(fmt::format("bytes count DTensor's padded blocks: {} B padded, {} B moved in the ceil layout",
+                                     plan.stats.bytes_recv_max, actual));
+}
+
 }  // namespace
 
 std::vector<Step> greedy_per_axis_steps(const Mesh& mesh, const Type& src, const Type& dst);
+std::vector<Step> dtensor_steps(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions& opts,
+                                std::size_t max_graph_states);
+// The dtensor strategy's graph planner explores up to this many layouts (its planning time on
+// 65,536 devices is about 1.5 s at 20,000); as an incumbent of the reshard search, far fewer,
+// so that synthesis keeps its time budget (a plan it does not reach is simply not an incumbent).
+static std::size_t dtensor_graph_states(const Mesh& m, bool incumbent) {
+  if (incumbent) return m.num_devices() <= 1024 ? 400 : 0;
+  return m.num_devices() <= 4096 ? 20000 : 2000;
+}
 
 Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions& opts) {
   check_compatible(mesh, src, dst);
@@ -345,9 +374,12 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
   };
   std::vector<Step> best;
   switch (opts.strategy) {
-    case Strategy::naive: best = naive_plan(mesh, s, t); break;
+    case Strategy::naive: best = naive_steps(mesh, s, t); break;
     case Strategy::exchange: best = exchange_plan(mesh, s, t); break;
     case Strategy::greedy_per_axis: best = greedy_per_axis_steps(mesh, s, t); break;
+    case Strategy::dtensor:  // size-1 axes count
+      best = dtensor_steps(mesh, src, dst, opts, dtensor_graph_states(mesh, false));
+      break;
     case Strategy::reshard: {
       double best_cost = std::numeric_limits<double>::infinity();
       double collective_cost = best_cost;
@@ -389,6 +421,14 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
         std::vector<Step> g = greedy_per_axis_steps(mesh, s, t);
         if (plan_peak(mesh, s, g) <= bound) consider(g, price(g), true);
       }
+      // So is the dtensor baseline, planned as the strategy plans it (size-1 axes kept, their
+      // steps emitted) and without size-1 axes.
+      for (bool stripped : {true, false}) {
+        if (!stripped && s == src && t == dst) break;  // no size-1 axes: the same plan
+        const std::size_t states = dtensor_graph_states(mesh, true);
+        std::vector<Step> d = stripped ? dtensor_steps(mesh, s, t, opts, states) : dtensor_steps(mesh, src, dst, opts, states);
+        if (plan_peak(mesh, s, d) <= bound) consider(d, price(d), true);
+      }
       // The search over typed steps, bounded by the cheapest collective plan so far (the
       // exchange plan is weighed after it, so that the collective plan is the best one known).
       synth::SearchLimits limits = synth::default_limits(mesh, s);
@@ -421,6 +461,7 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
   }
   plan.steps = ends_relabeled(std::move(best), src, dst);
   if (opts.exact_stats) analyze(plan);
+  if (opts.strategy == Strategy::dtensor && opts.exact_stats) pad_like_dtensor(plan);
   plan.stats.est_time_s = estimate_plan_s(plan, opts);
   if (!std::isfinite(plan.stats.est_time_s))
     throw Error(fmt::format("the cost model gives the {} plan of {} -> {} on mesh {} no finite cost (topology {})",

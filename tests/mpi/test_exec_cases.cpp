@@ -16,7 +16,7 @@ TEST_CASE("public cases run across ranks and match the index fill", "[cases]") {
     if (mesh.num_devices() > np) continue;
     Context ctx(mesh);
     Type src = Type::parse(c.from, mesh), dst = Type::parse(c.to, mesh);
-    for (Strategy s : {Strategy::reshard, Strategy::naive, Strategy::exchange}) {
+    for (Strategy s : {Strategy::reshard, Strategy::naive, Strategy::exchange, Strategy::dtensor}) {
       SynthOptions o;
       o.strategy = s;
       Plan plan = synthesize(mesh, src, dst, o);
@@ -45,7 +45,8 @@ TEST_CASE("the plan's workspace is what the executor allocates, on every public 
       ExecOptions eo;
       eo.point_to_point_only = p2p_only;
       Context ctx(mesh, MPI_COMM_WORLD, {}, eo);
-      for (Strategy s : {Strategy::reshard, Strategy::naive, Strategy::greedy_per_axis, Strategy::exchange}) {
+      for (Strategy s : {Strategy::reshard, Strategy::naive, Strategy::greedy_per_axis, Strategy::exchange,
+                         Strategy::dtensor}) {
         SynthOptions o;
         o.strategy = s;
         Plan plan = synthesize(mesh, Type::parse(c.from, mesh), Type::parse(c.to, mesh), o);

@@ -92,7 +92,8 @@ TEST_CASE("random cases run across ranks and match the index fill", "[random]") 
     Context ctx(c.mesh, MPI_COMM_WORLD, {}, exec);
     // Every fourth case also runs the exchange, naive and greedy plans.
     std::vector<Strategy> strategies = {Strategy::reshard};
-    if (i % 4 == 0) strategies.insert(strategies.end(), {Strategy::exchange, Strategy::naive, Strategy::greedy_per_axis});
+    if (i % 4 == 0)
+      strategies.insert(strategies.end(), {Strategy::exchange, Strategy::naive, Strategy::greedy_per_axis, Strategy::dtensor});
     for (Strategy s : strategies) {
       SynthOptions o;
       o.strategy = s;
