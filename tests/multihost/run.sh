@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# tests/multihost/run.sh CASE RESHARD SOURCE_DIR
+# `reshard run` across hosts made of network namespaces (multihost.sh), Open MPI over TCP.
+# Exit 0: passed; 77: skipped (the reason is printed); anything else: failed.
+#
+# CASE:
+#   public_3hosts  every public case of at most 6 devices, 6 ranks dealt round robin over 3 hosts,
+#                  --check
+#   public_2hosts  every public case of more devices, on 2 hosts at an odd rank count (devices+1,
+#                  split 5+4 or 9+8), --check
+#   weight_sync    run --batch benchmarks/suites/weight_sync.txt --check: the trainer (ranks 0-3)
+#                  on h1, the inference replicas (ranks 4-7) on h2
+#   link_down      h2's link goes down mid-run: the job ends, ranks 2 and 3 named, well within 30 s
+#   host_killed    every process of h2 killed (kill -9) mid-run: the job ends, h2 named
+#   throttle       h2's link slowed to 20 Mbit/s mid-run (tc tbf): the job finishes, --check passes
+#   delay          200 ms added on h2's link mid-run (tc netem): the job finishes, --check passes
+#   loss           5% of h2's packets dropped mid-run (tc netem): the job finishes, --check passes
+# Every mpirun is bounded by `timeout`; the namespaces are removed on any exit (multihost.sh).
+set -uo pipefail
+CASE=${1:?case}; RESHARD=${2:?path to reshard}; SRC=${3:?source dir}
+source "$(dirname "$0")/multihost.sh"
+unset OMPI_MCA_btl  # scripts/env.sh's shared-memory-only setting; these runs choose tcp,self
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export RESHARD_TIMEOUT_S=${RESHARD_TIMEOUT_S:-60}
+[ -x "$RESHARD" ] || mh_fail "no reshard binary at $RESHARD"
+mh_require
+
+# The hosts every rank ran on, as "h1 h1 h2 ...", by rank: proves the job spans the hosts.
+ranks_on_hosts() {
+  mh_mpirun "$1" --tag-output hostname 2>&1 | sed -n 's/^\[1,\([0-9]*\)\]<stdout>:\(.*\)$/\1 \2/p' | sort -n | awk '{printf "%s%s", sep, $2; sep=" "}'
+}
+
+expect_hosts() {  # expect_hosts NP "h1 h1 h2 ..."
+  local got; got=$(ranks_on_hosts "$1")
+  [ "$got" = "$2" ] || mh_fail "ranks by host at np $1: expected '$2', got '$got'"
+  echo "np $1: ranks on hosts $got"
+}
+
+# run_cases FILTER: each public case whose device count passes FILTER (an awk condition on n),
+# at the np and slots `np_for N` prints ("NP SLOTS...").
+run_cases() {
+  local filter=$1 failed=0 count=0 name mesh from to n np slots out
+  local tx_before; tx_before=$(mh_rx_bytes 2)
+  while IFS='|' read -r name mesh from to; do
+    name=$(echo $name); mesh=$(echo $mesh); from=$(echo $from); to=$(echo ${to%%#*})
+    n=$(echo "$mesh" | tr ',' '\n' | awk -F= '{p *= $2} BEGIN {p = 1} END {print p}')
+    awk -v n="$n" "BEGIN { exit !($filter) }" || continue
+    read -r np slots <<<"$(np_for "$n")"
+    mh_hostfile $slots
+    count=$((count + 1))
+    if out=$(mh_mpirun "$np" "$RESHARD" run --mesh "$mesh" --from "$from" --to "$to" --check 2>&1) &&
+       grep -q "check: ok" <<<"$out"; then
+      echo "ok   $name (mesh $mesh, np $np, slots $slots)"
+    else
+      echo "FAIL $name (mesh $mesh, np $np, slots $slots):"; echo "$out" | tail -20
+      failed=$((failed + 1))
+    fi
+  done < <(grep -v '^\s*#' "$SRC/tests/cases/public.txt" | grep '|')
+  [ "$count" -gt 0 ] || mh_fail "no public case selected"
+  [ "$(mh_rx_bytes 2)" -gt "$tx_before" ] || mh_fail "nothing crossed h2's link"
+  [ "$failed" = 0 ] || mh_fail "$failed of $count public cases failed across hosts"
+  echo "PASS: $count public cases across hosts"
+}
+
+# A long run: many iterations of a 4 MiB all-to-all on 4 ranks, ranks 0-1 on h1 and 2-3 on h2.
+LONG=(run --mesh x=4 --from "f32[1024{x},1024]" --to "f32[1024,1024{x}]")
+
+# start_long ITERS: the long run in the background (pid JOB, output $MH_DIR/job.out), started
+# once data moves between the hosts.
+start_long() {
+  mh_hostfile 2 2
+  mh_mpirun 4 "$RESHARD" "${LONG[@]}" --check --iters "$1" >"$MH_DIR/job.out" 2>&1 &
+  JOB=$!
+  mh_wait_rx 2 $((4 << 20)) 30 "$JOB"
+}
+
+# finish_job LIMIT_S: waits for the job; sets RC and ELAPSED (seconds since FAULT_AT).
+finish_job() {
+  local limit=$1
+  while kill -0 "$JOB" 2>/dev/null; do
+    awk -v s="$(mh_since "$FAULT_AT")" -v d="$limit" 'BEGIN { exit !(s > d) }' && break
+    sleep 0.1
+  done
+  if kill -0 "$JOB" 2>/dev/null; then
+    cat "$MH_DIR/job.out"; mh_fail "the job still runs ${limit} s after the fault (a hang)"
+  fi
+  wait "$JOB"; RC=$?
+  ELAPSED=$(mh_since "$FAULT_AT")
+  cat "$MH_DIR/job.out"
+}
+
+# degrade "TC ARGS" "WHAT": the long run, with h2's link (both directions) degraded mid-run.
+degrade() {
+  local tc=$1 what=$2
+  export RESHARD_TIMEOUT_S=60
+  MH_RUN_TIMEOUT=120 start_long "${ITERS:-40}"
+  FAULT_AT=$(mh_now)
+  ip netns exec "${MH_P}h2" tc qdisc add dev eth0 root $tc || mh_fail "tc qdisc add ... $tc failed"
+  ip netns exec "${MH_P}sw" tc qdisc add dev "${MH_P}h2s" root $tc || mh_fail "tc on the switch port failed"
+  kill -0 "$JOB" 2>/dev/null || mh_fail "the job ended before the fault was applied: not mid-run"
+  echo "$what applied to h2's link mid-run"
+  finish_job 110
+  [ "$RC" = 0 ] || mh_fail "the job exited $RC under $what"
+  grep -q "check: ok" "$MH_DIR/job.out" || mh_fail "no 'check: ok' under $what"
+  echo "PASS: finished correctly under $what, ${ELAPSED} s after it was applied"
+}
+
+case $CASE in
+  public_3hosts)
+    mh_setup 3
+    mh_hostfile 2 2 2
+    export MH_MAP_BY=node  # ranks 0, 1, 2 on h1, h2, h3: a 4-device mesh spans all three
+    expect_hosts 6 "h1 h2 h3 h1 h2 h3"
+    np_for() { echo "6 2 2 2"; }
+    run_cases "n <= 6"
+    ;;
+  public_2hosts)
+    mh_setup 2
+    mh_hostfile 5 4
+    expect_hosts 9 "h1 h1 h1 h1 h1 h2 h2 h2 h2"
+    np_for() { local np=$(($1 + 1)); echo "$np $(((np + 1) / 2)) $((np / 2))"; }
+    run_cases "n > 6"
+    ;;
+  weight_sync)
+    mh_setup 2
+    mh_hostfile 4 4
+    expect_hosts 8 "h1 h1 h1 h1 h2 h2 h2 h2"
+    out=$(mh_mpirun 8 "$RESHARD" run --batch "$SRC/benchmarks/suites/weight_sync.txt" --check 2>&1)
+    rc=$?
+    echo "$out" | tail -6
+    [ "$rc" = 0 ] || mh_fail "the batch exited $rc"
+    grep -q "check: ok" <<<"$out" || mh_fail "no 'check: ok' from the batch"
+    echo "PASS: weight_sync batch from h1's trainer to h2's replicas"
+    ;;
+  link_down)
+    # The ranks' watchdog (3 s) fires first; their roll call names ranks 2 and 3 and aborts the
+    # job. mpirun's abort then needs the daemon on h2: its TCP connection fails after ~6 s.
+    mh_setup 2
+    export RESHARD_TIMEOUT_S=3
+    start_long 1000000
+    FAULT_AT=$(mh_now)
+    ip -n "${MH_P}h2" link set eth0 down
+    echo "h2's link down mid-run"
+    finish_job 40
+    [ "$RC" != 0 ] || mh_fail "the job exited 0 with h2 unreachable"
+    grep -Eq "rank [01]: .*(no answer from ranks 2, 3|nothing received from rank 2, 3)" "$MH_DIR/job.out" ||
+      mh_fail "no roll call naming ranks 2 and 3"
+    echo "PASS: link down -> job ended (exit $RC) in ${ELAPSED} s, ranks 2 and 3 named"
+    ;;
+  host_killed)
+    mh_setup 2
+    export RESHARD_TIMEOUT_S=3
+    start_long 1000000
+    FAULT_AT=$(mh_now)
+    kill -9 $(ip netns pids "${MH_P}h2")
+    echo "every process on h2 killed (kill -9) mid-run"
+    finish_job 40
+    [ "$RC" != 0 ] || mh_fail "the job exited 0 with h2's processes killed"
+    grep -Eq "on node h2|node: h2|on host h2" "$MH_DIR/job.out" || mh_fail "h2 is not named"
+    echo "PASS: host killed -> job ended (exit $RC) in ${ELAPSED} s, h2 named"
+    ;;
+  throttle)
+    mh_setup 2
+    ITERS=16 degrade "tbf rate 20mbit burst 64kb latency 200ms" "a 20 Mbit/s limit (tbf)"
+    ;;
+  delay|loss)
+    mh_setup 2
+    [ "$MH_NETEM" = 1 ] || mh_skip "tc qdisc netem is not available (this kernel has no sch_netem)"
+    if [ "$CASE" = delay ]; then
+      ITERS=14 degrade "netem delay 200ms" "200 ms of added delay (netem)"
+    else
+      ITERS=20 degrade "netem loss 5%" "5% packet loss (netem)"
+    fi
+    ;;
+  *) mh_fail "unknown case '$CASE'" ;;
+esac
