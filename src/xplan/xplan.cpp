@@ -194,7 +194,9 @@ XPlan plan_batch(const Mesh& src_mesh, const Mesh& dst_mesh, std::vector<XArray>
     for (auto& [k, reqs] : requests) {
       const std::vector<int>& h = holders.at(k);
       const std::int64_t bytes = reqs.front().piece.volume() * elem;
-      bool same = std::all_of(reqs.begin(), reqs.end(), [&](const Request& r) { return r.piece == reqs.front().piece; });
+      // Compared through a plain reference: clang before 16 cannot capture a structured binding.
+      const Box& first = reqs.front().piece;
+      bool same = std::all_of(reqs.begin(), reqs.end(), [&](const Request& r) { return r.piece == first; });
       const std::int64_t R = static_cast<std::int64_t>(reqs.size()), H = static_cast<std::int64_t>(h.size());
       bool tree = false;
       if (opts.allow_tree && same && R > H) {
