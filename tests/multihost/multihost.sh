@@ -33,6 +33,7 @@ mh_require() {
     mh_skip "'ip netns add' failed: no CAP_NET_ADMIN or no network namespaces in this kernel"
   fi
   ip netns del "$probe"
+  unshare --uts true 2>/dev/null || mh_skip "'unshare --uts' failed: no UTS namespaces for the hosts' names"
 }
 
 mh_ns_teardown() {  # mh_ns_teardown NS...: kill what runs there (by pid), delete the namespace
@@ -64,6 +65,12 @@ mh_teardown() {
   MH_P=
 }
 
+# mh_try CMD...: a setup step; if the kernel refuses it (no veth, no bridge), the test is skipped.
+mh_try() {
+  local err
+  err=$("$@" 2>&1) || mh_skip "cannot build the hosts: '$*' failed: $err"
+}
+
 # mh_setup N: N hosts on one switch; sets MH_P, MH_DIR, MH_HOSTS, MH_NETEM.
 mh_setup() {
   MH_HOSTS=$1
@@ -72,31 +79,31 @@ mh_setup() {
   trap mh_teardown EXIT
   trap 'exit 143' INT TERM   # runs the EXIT trap
   mh_reap_stale
-  ip netns add "${MH_P}sw"
-  ip -n "${MH_P}sw" link add br0 type bridge
-  ip -n "${MH_P}sw" link set br0 up
+  mh_try ip netns add "${MH_P}sw"
+  mh_try ip -n "${MH_P}sw" link add br0 type bridge
+  mh_try ip -n "${MH_P}sw" link set br0 up
   local i hosts="127.0.0.1 localhost"
   for i in $(seq 1 "$MH_HOSTS"); do hosts="$hosts
 10.215.0.$i h$i"; done
   for i in $(seq 1 "$MH_HOSTS"); do
     local ns="${MH_P}h$i"
-    ip netns add "$ns"
+    mh_try ip netns add "$ns"
     mkdir -p "/etc/netns/$ns"
     printf '%s\n' "$hosts" >"/etc/netns/$ns/hosts"
-    ip link add "${MH_P}h${i}e" type veth peer name "${MH_P}h${i}s"
-    ip link set "${MH_P}h${i}e" netns "$ns"
-    ip link set "${MH_P}h${i}s" netns "${MH_P}sw"
-    ip -n "${MH_P}sw" link set "${MH_P}h${i}s" master br0 up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "${MH_P}h${i}e" name eth0
-    ip -n "$ns" addr add "10.215.0.$i/24" dev eth0
-    ip -n "$ns" link set eth0 up
+    mh_try ip link add "${MH_P}h${i}e" type veth peer name "${MH_P}h${i}s"
+    mh_try ip link set "${MH_P}h${i}e" netns "$ns"
+    mh_try ip link set "${MH_P}h${i}s" netns "${MH_P}sw"
+    mh_try ip -n "${MH_P}sw" link set "${MH_P}h${i}s" master br0 up
+    mh_try ip -n "$ns" link set lo up
+    mh_try ip -n "$ns" link set "${MH_P}h${i}e" name eth0
+    mh_try ip -n "$ns" addr add "10.215.0.$i/24" dev eth0
+    mh_try ip -n "$ns" link set eth0 up
     # A host whose peer went silent gives up on a TCP connection with unacknowledged data after
     # ~6 s (4 retransmissions from a 200 ms RTO) instead of Linux's default ~15 min
     # (tcp_retries2=15). Without it, mpirun, told to abort, waits that long for the daemon of a
-    # host it cannot reach any more (docs/multihost.md).
+    # host it cannot reach any more (docs/hardening.md).
     # MH_TCP_DEFAULTS=1 keeps Linux's and Open MPI's defaults, to see the difference.
-    [ "${MH_TCP_DEFAULTS:-0}" = 1 ] || ip netns exec "$ns" sh -c 'echo 4 >/proc/sys/net/ipv4/tcp_retries2'
+    [ "${MH_TCP_DEFAULTS:-0}" = 1 ] || mh_try ip netns exec "$ns" sh -c 'echo 4 >/proc/sys/net/ipv4/tcp_retries2'
   done
   # The rsh agent: "agent HOST COMMAND..." as ssh would be called; COMMAND is a shell string.
   cat >"$MH_DIR/agent" <<EOF
