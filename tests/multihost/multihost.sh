@@ -71,7 +71,7 @@ mh_try() {
   err=$("$@" 2>&1) || mh_skip "cannot build the hosts: '$*' failed: $err"
 }
 
-# mh_setup N: N hosts on one switch; sets MH_P, MH_DIR, MH_HOSTS, MH_NETEM.
+# mh_setup N: N hosts on one switch; sets MH_P, MH_DIR, MH_HOSTS, MH_NETEM, MH_NFT (and MH_NFT_WHY).
 mh_setup() {
   MH_HOSTS=$1
   MH_P="rsmh$$"
@@ -121,6 +121,22 @@ EOF
   if ip netns exec "${MH_P}h1" tc qdisc add dev lo root netem delay 1ms 2>/dev/null; then
     MH_NETEM=1
     ip netns exec "${MH_P}h1" tc qdisc del dev lo root
+  fi
+  # Can nftables drop packets here (the fallback for loss)? A table loaded and removed on h1.
+  MH_NFT=0 MH_NFT_WHY=
+  if ! command -v nft >/dev/null; then
+    MH_NFT_WHY="'nft' is not installed"
+  elif MH_NFT_WHY=$(ip netns exec "${MH_P}h1" nft -f - 2>&1 <<EOF
+table inet rsmh_probe {
+  chain c { type filter hook output priority 0; numgen random mod 100 < 1 counter drop
+  }
+}
+EOF
+  ); then
+    MH_NFT=1 MH_NFT_WHY=
+    ip netns exec "${MH_P}h1" nft delete table inet rsmh_probe
+  else
+    MH_NFT_WHY="the kernel refused a numgen rule: $MH_NFT_WHY"
   fi
 }
 

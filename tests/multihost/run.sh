@@ -14,7 +14,8 @@
 #   host_killed    every process of h2 killed (kill -9) mid-run: the job ends, h2 named
 #   throttle       h2's link slowed to 20 Mbit/s mid-run (tc tbf): the job finishes, --check passes
 #   delay          200 ms added on h2's link mid-run (tc netem): the job finishes, --check passes
-#   loss           5% of h2's packets dropped mid-run (tc netem): the job finishes, --check passes
+#   loss           5% of h2's packets dropped mid-run (tc netem, or nftables in h2 where the kernel
+#                  has no netem; then at least one drop is asserted): the job finishes, --check passes
 # Every mpirun is bounded by `timeout`; the namespaces are removed on any exit (multihost.sh).
 set -uo pipefail
 CASE=${1:?case}; RESHARD=${2:?path to reshard}; SRC=${3:?source dir}
@@ -89,20 +90,51 @@ finish_job() {
   cat "$MH_DIR/job.out"
 }
 
-# degrade "TC ARGS" "WHAT": the long run, with h2's link (both directions) degraded mid-run.
+# degrade APPLY "WHAT": the long run, with h2's link (both directions) degraded mid-run by the
+# function APPLY (tc_both or nft_loss below, with their arguments in APPLY_ARGS).
 degrade() {
-  local tc=$1 what=$2
+  local apply=$1 what=$2
   export RESHARD_TIMEOUT_S=60
   MH_RUN_TIMEOUT=120 start_long "${ITERS:-40}"
   FAULT_AT=$(mh_now)
-  ip netns exec "${MH_P}h2" tc qdisc add dev eth0 root $tc || mh_fail "tc qdisc add ... $tc failed"
-  ip netns exec "${MH_P}sw" tc qdisc add dev "${MH_P}h2s" root $tc || mh_fail "tc on the switch port failed"
+  "$apply" "${APPLY_ARGS[@]}"
   kill -0 "$JOB" 2>/dev/null || mh_fail "the job ended before the fault was applied: not mid-run"
   echo "$what applied to h2's link mid-run"
   finish_job 110
   [ "$RC" = 0 ] || mh_fail "the job exited $RC under $what"
   grep -q "check: ok" "$MH_DIR/job.out" || mh_fail "no 'check: ok' under $what"
   echo "PASS: finished correctly under $what, ${ELAPSED} s after it was applied"
+}
+
+# tc_both TC...: the qdisc TC on h2's eth0 (what h2 sends) and on its switch port (what it gets).
+tc_both() {
+  ip netns exec "${MH_P}h2" tc qdisc add dev eth0 root "$@" || mh_fail "tc qdisc add ... $* failed"
+  ip netns exec "${MH_P}sw" tc qdisc add dev "${MH_P}h2s" root "$@" || mh_fail "tc on the switch port failed"
+}
+
+# nft_loss PERCENT: without netem, nftables inside h2 drops PERCENT% of the packets h2's eth0
+# receives and of those it sends (numgen random: each packet independently). Named counters count
+# the packets seen on eth0 and those dropped, so the test can prove that the loss really happened.
+nft_loss() {
+  ip netns exec "${MH_P}h2" nft -f - <<EOF || mh_fail "nft could not load the loss table"
+table inet rsmh_loss {
+  counter seen { }
+  counter dropped { }
+  chain input { type filter hook input priority 0; policy accept;
+    iifname "eth0" counter name "seen"
+    iifname "eth0" numgen random mod 100 < $1 counter name "dropped" drop
+  }
+  chain output { type filter hook output priority 0; policy accept;
+    oifname "eth0" counter name "seen"
+    oifname "eth0" numgen random mod 100 < $1 counter name "dropped" drop
+  }
+}
+EOF
+}
+
+# nft_packets COUNTER: packets the loss table in h2 has counted so far.
+nft_packets() {
+  ip netns exec "${MH_P}h2" nft list counter inet rsmh_loss "$1" | awk '$1 == "packets" { print $2 }'
 }
 
 case $CASE in
@@ -169,15 +201,29 @@ case $CASE in
     ;;
   throttle)
     mh_setup 2
-    ITERS=16 degrade "tbf rate 20mbit burst 64kb latency 200ms" "a 20 Mbit/s limit (tbf)"
+    APPLY_ARGS=(tbf rate 20mbit burst 64kb latency 200ms)
+    ITERS=16 degrade tc_both "a 20 Mbit/s limit (tbf)"
     ;;
-  delay|loss)
+  delay)
     mh_setup 2
     [ "$MH_NETEM" = 1 ] || mh_skip "tc qdisc netem is not available (this kernel has no sch_netem)"
-    if [ "$CASE" = delay ]; then
-      ITERS=14 degrade "netem delay 200ms" "200 ms of added delay (netem)"
+    APPLY_ARGS=(netem delay 200ms)
+    ITERS=14 degrade tc_both "200 ms of added delay (netem)"
+    ;;
+  loss)
+    # netem where the kernel has it; nftables inside h2 otherwise (docs/hardening.md).
+    mh_setup 2
+    if [ "$MH_NETEM" = 1 ]; then
+      APPLY_ARGS=(netem loss 5%)
+      ITERS=20 degrade tc_both "5% packet loss (netem)"
     else
-      ITERS=20 degrade "netem loss 5%" "5% packet loss (netem)"
+      [ "$MH_NFT" = 1 ] || mh_skip "neither tc qdisc netem (no sch_netem) nor nftables ($MH_NFT_WHY) can drop packets here"
+      APPLY_ARGS=(5)
+      ITERS=20 degrade nft_loss "5% packet loss (nftables numgen, both directions)"
+      seen=$(nft_packets seen); dropped=$(nft_packets dropped)
+      [ "${dropped:-0}" -gt 0 ] || mh_fail "the nftables loss rule dropped no packet: the run was not degraded"
+      echo "nftables dropped $dropped of the $seen packets h2's eth0 saw after the fault" \
+        "($(awk -v d="$dropped" -v s="$seen" 'BEGIN { printf "%.1f", 100 * d / s }')%)"
     fi
     ;;
   *) mh_fail "unknown case '$CASE'" ;;
