@@ -11,8 +11,9 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   # zlib: the checkpoint example's CRC-32; pkg-config: the installed-package test (tests/package)
   apt-get install -y -qq --no-install-recommends zlib1g-dev pkg-config >/dev/null
   # iproute2: ip and tc, which make the hosts of the multi-host tests (tests/multihost); nftables:
-  # nft, which drops their packets where the kernel has no sch_netem for `tc ... netem loss`
-  apt-get install -y -qq --no-install-recommends iproute2 nftables >/dev/null
+  # nft, which drops their packets where the kernel has no sch_netem for `tc ... netem loss`;
+  # iputils-ping: ping, which measures the delay their user-space delay line adds
+  apt-get install -y -qq --no-install-recommends iproute2 nftables iputils-ping >/dev/null
 fi
 # Python package (docs/python.md): nanobind and scikit-build-core build it, numpy, mpi4py and pytest
 # test it, jax (CPU, small) runs the PartitionSpec object tests; torch (~5 GB) is not installed here:

@@ -13,13 +13,16 @@
 #   link_down      h2's link goes down mid-run: the job ends within 40 s, h2's silent ranks named
 #   host_killed    every process of h2 killed (kill -9) mid-run: the job ends, h2 named
 #   throttle       h2's link slowed to 20 Mbit/s mid-run (tc tbf): the job finishes, --check passes
-#   delay          200 ms added on h2's link mid-run (tc netem): the job finishes, --check passes
+#   delay          200 ms added on h2's link mid-run (tc netem, or, where the kernel has no netem, a
+#                  user-space delay line in h2, delayline.py, and ping must show the round trip
+#                  grown by 190 ms or more): the job finishes, --check passes
 #   loss           5% of h2's packets dropped mid-run (tc netem, or nftables in h2 where the kernel
 #                  has no netem; then at least one drop is asserted): the job finishes, --check passes
 # Every mpirun is bounded by `timeout`; the namespaces are removed on any exit (multihost.sh).
 set -uo pipefail
 CASE=${1:?case}; RESHARD=${2:?path to reshard}; SRC=${3:?source dir}
-source "$(dirname "$0")/multihost.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/multihost.sh"
 unset OMPI_MCA_btl  # scripts/env.sh's shared-memory-only setting; these runs choose tcp,self
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export RESHARD_TIMEOUT_S=${RESHARD_TIMEOUT_S:-60}
@@ -137,6 +140,36 @@ nft_packets() {
   ip netns exec "${MH_P}h2" nft list counter inet rsmh_loss "$1" | awk '$1 == "packets" { print $2 }'
 }
 
+must() { "$@" || mh_fail "'$*' failed"; }  # a step mid-run: failing it fails the test
+
+# delay_line MS: without netem, a user-space delay line (delayline.py) inside h2: a TUN device,
+# dly0, becomes the route from h2 to h1; what the script writes back after MS comes in on dly0 and
+# is routed (table 215, chosen by `ip rule iif dly0`) out of eth0. Each packet h2 sends to h1 is
+# held MS once, so the round trip grows by MS; h1's replies travel the veth unchanged.
+delay_line() {
+  local ms=$1 ns="${MH_P}h2" t0
+  ip netns exec "$ns" timeout -k 2 140 python3 "$HERE/delayline.py" dly0 "$ms" 130 >"$MH_DIR/delayline.out" 2>&1 &
+  DELAY_LINE=$! t0=$(mh_now)
+  until grep -q '^ready$' "$MH_DIR/delayline.out" 2>/dev/null; do
+    awk -v s="$(mh_since "$t0")" 'BEGIN { exit !(s > 10) }' &&
+      mh_fail "the delay line did not start in 10 s: $(cat "$MH_DIR/delayline.out")"
+    sleep 0.05
+  done
+  # accept_local: what comes back carries h2's own address as source, which the kernel otherwise
+  # takes for a spoofed (martian) packet; ip_forward: it leaves by another device than it came in.
+  must ip -n "$ns" link set dly0 up txqueuelen 10000
+  must ip netns exec "$ns" sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+    net.ipv4.conf.dly0.rp_filter=0 net.ipv4.conf.dly0.accept_local=1
+  must ip -n "$ns" rule add iif dly0 lookup 215 pref 100
+  must ip -n "$ns" route add 10.215.0.1 dev eth0 table 215
+  must ip -n "$ns" route add 10.215.0.1 dev dly0  # from here on, h2's packets for h1 are held
+}
+
+# min_rtt: the least of 5 round trips from h2 to h1 (ping), in ms.
+min_rtt() {
+  ip netns exec "${MH_P}h2" ping -n -c 5 -i 0.2 -W 2 -q 10.215.0.1 | awk '/^rtt|^round-trip/ { split($0, a, "= "); split(a[2], v, "/"); print v[1] }'
+}
+
 case $CASE in
   public_3hosts)
     mh_setup 3
@@ -205,10 +238,27 @@ case $CASE in
     ITERS=16 degrade tc_both "a 20 Mbit/s limit (tbf)"
     ;;
   delay)
+    # netem where the kernel has it; the user-space delay line in h2 otherwise (docs/hardening.md).
     mh_setup 2
-    [ "$MH_NETEM" = 1 ] || mh_skip "tc qdisc netem is not available (this kernel has no sch_netem)"
-    APPLY_ARGS=(netem delay 200ms)
-    ITERS=14 degrade tc_both "200 ms of added delay (netem)"
+    if [ "$MH_NETEM" = 1 ]; then
+      APPLY_ARGS=(netem delay 200ms)
+      ITERS=14 degrade tc_both "200 ms of added delay (netem)"
+    else
+      for tool in python3 ping; do
+        command -v "$tool" >/dev/null || mh_skip "no sch_netem, and '$tool' for the user-space delay line is not installed"
+      done
+      [ -c /dev/net/tun ] || mh_skip "no sch_netem, and no /dev/net/tun for the user-space delay line"
+      before=$(min_rtt)
+      [ -n "$before" ] || mh_fail "ping from h2 to h1 failed before the fault"
+      APPLY_ARGS=(200)
+      ITERS=14 degrade delay_line "200 ms of added delay (user-space delay line, h2 to h1)"
+      after=$(min_rtt)
+      [ -n "$after" ] || mh_fail "ping from h2 to h1 failed through the delay line"
+      echo "round trip h2-h1 (least of 5 pings): ${before} ms before, ${after} ms through the delay line"
+      kill "$DELAY_LINE" && wait "$DELAY_LINE"  # SIGTERM: it exits quietly (teardown would kill -9)
+      awk -v a="$after" -v b="$before" 'BEGIN { exit !(a - b >= 190) }' ||
+        mh_fail "the delay line added under 190 ms to the round trip (${before} -> ${after} ms)"
+    fi
     ;;
   loss)
     # netem where the kernel has it; nftables inside h2 otherwise (docs/hardening.md).
