@@ -52,9 +52,7 @@ Runner add_plan_command(CLI::App& app) {
   sub->add_option("--mesh", args->mesh, "Device mesh, e.g. x=2,y=4 or x=2,y=2@4-7 (required unless --batch)");
   sub->add_option("--from", args->from, "Source type, e.g. f32[1024{x},64]");
   sub->add_option("--to", args->to, "Target type");
-  sub->add_option("--to-mesh", args->x.to_mesh, "Target mesh of a cross-mesh plan, e.g. tp=2@4,6");
-  sub->add_option("--batch", args->x.batch, "Case file: one array a line, all on the same pair of meshes");
-  sub->add_option("--memory-cap", args->x.memory_cap, "Workspace cap in bytes for --to-mesh/--batch plans");
+  add_cross_mesh_options(sub, args->x);
   sub->add_option("--topology", args->topology, "Per-axis links, e.g. tp=nvlink,dp=ib or tp=300,dp=25:5us");
   sub->add_option("--strategy", args->strategy, "reshard, naive, greedy_per_axis, dtensor or exchange");
   sub->add_flag("--json", args->json, "Print one JSON object");

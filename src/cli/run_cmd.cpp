@@ -254,9 +254,7 @@ Runner add_run_command(CLI::App& app) {
   sub->add_option("--mesh", a->mesh, "Device mesh, e.g. x=2,y=4 (the first ranks are its devices) or x=2,y=2@4-7");
   sub->add_option("--from", a->from, "Source type, e.g. f32[1024{x},64]");
   sub->add_option("--to", a->to, "Target type");
-  sub->add_option("--to-mesh", a->x.to_mesh, "Target mesh of a cross-mesh reshard, e.g. tp=2@4,6");
-  sub->add_option("--batch", a->x.batch, "Case file: one array a line, all on the same pair of meshes");
-  sub->add_option("--memory-cap", a->x.memory_cap, "Workspace cap in bytes for --to-mesh/--batch");
+  add_cross_mesh_options(sub, a->x);
   sub->add_flag("--compare", a->x.compare, "--to-mesh/--batch: also time single calls, one raw MPI_Alltoallv and gather+scatter");
   sub->add_option("--backend", a->backend, "mpi (host buffers) or nccl")->check(CLI::IsMember({"mpi", "nccl"}));
   sub->add_option("--fill", a->fill, "Source contents: index (docs/design.md 5) or zero")->check(CLI::IsMember({"index", "zero"}));

@@ -9,9 +9,7 @@ namespace reshard::cli {
 
 int plan_cross(const XRunArgs& a) {
   XInputs in = x_inputs(a.mesh, a.from, a.to, a.to_mesh, a.batch);
-  if (a.memory_cap < 0) throw Error("--memory-cap must be >= 0 bytes");
-  XOptions opts;
-  opts.memory_cap = a.memory_cap;
+  const XOptions opts = x_options(a.memory_cap);
   XPlan plan = plan_batch(in.src_mesh, in.dst_mesh, in.arrays, opts);
   XSimResult sim;
   if (a.verify) sim = simulate_batch(plan);

@@ -1,6 +1,7 @@
 #pragma once
 // Inputs and JSON of `plan/run --to-mesh` and `plan/run --batch` (docs/design.md section 10, a contract): the
 // pair of meshes and the arrays, read from flags or a case file, and the plan's figures.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,14 @@ struct XInputs {
 };
 
 // --mesh/--from/--to [--to-mesh], or a case file whose lines all share the two meshes.
+// The planner's options from --memory-cap (checked: the cap is a byte count).
+inline XOptions x_options(std::int64_t memory_cap) {
+  if (memory_cap < 0) throw Error("--memory-cap must be >= 0 bytes");
+  XOptions o;
+  o.memory_cap = memory_cap;
+  return o;
+}
+
 inline XInputs x_inputs(const std::string& mesh, const std::string& from, const std::string& to,
                         const std::string& to_mesh, const std::string& batch) {
   XInputs in;

@@ -46,8 +46,7 @@ int run_cross(const XRunArgs& a, int rank, int size) {
   XOptions opts;
   try {
     in = x_inputs(a.mesh, a.from, a.to, a.to_mesh, a.batch);
-    opts.memory_cap = a.memory_cap;
-    if (a.memory_cap < 0) throw Error("--memory-cap must be >= 0 bytes");
+    opts = x_options(a.memory_cap);
   } catch (const std::exception& e) {
     abort_all("run", rank, e.what());
   }
