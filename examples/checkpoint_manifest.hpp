@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -251,11 +252,12 @@ inline std::vector<std::string> parse_arrays(const std::string& text) {
   if (!j.contains("arrays") || !j["arrays"].is_array() || j["arrays"].empty())
     throw std::runtime_error("no \"arrays\" list, or an empty one");
   std::vector<std::string> names;
+  std::set<std::string> seen;  // a list of a million short names must not take quadratic time
   for (const auto& v : j["arrays"]) {
     if (!v.is_string()) throw std::runtime_error(fmt::format("array name {} is not a string", v.dump()));
     names.push_back(v.get<std::string>());
     check_plain_name(names.back(), "array name");
-    if (std::count(names.begin(), names.end(), names.back()) > 1)
+    if (!seen.insert(names.back()).second)
       throw std::runtime_error(fmt::format("array name \"{}\" is listed twice", names.back()));
   }
   return names;
