@@ -30,6 +30,19 @@ def _guard(xs: Sequence[Any]) -> list:
     return guarded
 
 
+def _watch(xs: Sequence[Any]) -> list:
+    """(index, tensor, version) of the torch inputs: torch has no read-only flag, but every
+    in-place write bumps a tensor's version counter, so wait() can tell a write in flight."""
+    return [(i, x, x._version) for i, x in enumerate(xs) if _is_torch(x)]
+
+
+def _check_unwritten(watched: list) -> None:
+    written = [i for i, x, v in watched if x._version != v]
+    if written:
+        raise Error(f"torch input(s) {written} were written while their reshard was in flight; the outputs may "
+                    "hold a mix of old and new values (do not write an input before wait())")
+
+
 def _unguard(guarded: list) -> None:
     for x in guarded:
         entry = _reading.get(id(x))
@@ -57,13 +70,15 @@ class Handle:
     """A batched or cross-mesh reshard in flight (from XContext.reshard_async and
     reshard_batch_async). test() advances it without blocking; wait() finishes it and returns
     the outputs (a list for a batch, one array for reshard_async), once. NumPy inputs are
-    read-only until wait() (writing them raises ValueError); do not write torch inputs
-    meanwhile. Dropping an unfinished handle finishes it (collectively, like wait())."""
+    read-only until wait() (writing them raises ValueError); torch tensors cannot be made
+    read-only, so wait() raises Error if one was written in place meanwhile (torch counts every
+    in-place write). Dropping an unfinished handle finishes it (collectively, like wait())."""
 
-    def __init__(self, box: Any, outs: list, guarded: list, single: bool):
+    def __init__(self, box: Any, outs: list, guarded: list, watched: list, single: bool):
         self._box = box
         self._outs = outs
         self._guarded = guarded
+        self._watched = watched
         self._single = single
         self._taken = False
 
@@ -85,6 +100,8 @@ class Handle:
             _unguard(self._guarded)
             self._guarded = []
         self._taken = True
+        watched, self._watched = self._watched, []
+        _check_unwritten(watched)
         return self._outs[0] if self._single else self._outs
 
     def __del__(self) -> None:
@@ -202,7 +219,7 @@ class XContext:
                     o = o.view(np.uint16)
             raw_outs.append(o)
         box = self._c.start(plan, ins, raw_outs)  # collective; MismatchError on every rank
-        return Handle(box, results, _guard(xs), single)
+        return Handle(box, results, _guard(xs), _watch(xs), single)
 
     def reshard_batch_async(self, xs: Sequence[Any], srcs: Sequence[Type | str], dsts: Sequence[Type | str],
                             names: Sequence[str] | None = None) -> Handle:

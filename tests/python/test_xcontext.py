@@ -224,6 +224,14 @@ def test_torch_in_torch_out(world, np_world):
     outs = x.reshard_batch_async(ins, srcs, dsts).wait()
     ok = all(isinstance(o, torch.Tensor) for o in outs) and outs[0].dtype == torch.bfloat16
     ok &= sum(x.count_index_mismatches(plan, i, o) for i, o in enumerate(outs)) == 0
+    # A torch input written in place before wait(): torch cannot make it read-only, so wait()
+    # tells, naming the input; the next reshard of the unwritten inputs is clean again.
+    h = x.reshard_batch_async(ins, srcs, dsts)
+    ins[1].add_(0)  # an in-place write, even of the same values
+    with pytest.raises(reshard.Error, match=r"torch input\(s\) \[1\] were written"):
+        h.wait()
+    outs = x.reshard_batch_async(ins, srcs, dsts).wait()
+    ok &= sum(x.count_index_mismatches(plan, i, o) for i, o in enumerate(outs)) == 0
     x.close()
     assert all_agree(world, ok)
 
