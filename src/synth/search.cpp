@@ -107,7 +107,43 @@ class Search {
     divisible_t_ = divisible(it_);
   }
 
-  std::optional<std::vector<Step>> run(double ub) {
+  // The plan of the search, or nothing.
+  //
+  // First by type: a type reached more cheaply prunes a dearer path to it. That is exact for
+  // the cost (the cost of the rest does not depend on how the type was reached), and so under
+  // the workspace rule too as long as no goal is passed over for its workspace: the search then
+  // ran as it would have without the rule, and its cheapest plan happens to keep the bound.
+  //
+  // The workspace, though, is a function of the whole plan: buffer_plan assigns slots from the
+  // last step back, scratch is sized to the largest intermediate of each slot, staging goes
+  // where the final capacities leave room, and the reduce-scatter budget is the bound less both
+  // slots. The cheaper path to a type may leave every completion over the bound where a dearer
+  // path does not, and no summary of a prefix short of the prefix itself decides that (it is not
+  // even monotone: larger scratch can shrink the whole by giving staging a place). So once a
+  // goal has been passed over, the search runs again over paths (paths_below): it first builds
+  // the graph of every type some plan cheaper than the first pass's result could pass through,
+  // with the exact cost from each type to the target (ignoring the workspace) as the estimate,
+  // then takes paths in the order of the cheapest plan through them, weighing each plan that
+  // reaches the target with its own workspace. The first plan that keeps the bound is the
+  // cheapest that does (within the depth): nothing is pruned for the path that reached it.
+  // The second pass looks no higher than a plan known to keep every bound (`fallback`).
+  std::optional<std::vector<Step>> run(double ub, double fallback) {
+    std::optional<std::vector<Step>> found = by_type(ub);
+    if (!lim_.workspace_rule || !passed_over_) return found;
+    std::optional<std::vector<Step>> better = paths_below(found ? cost_of(*found) : std::min(ub, fallback));
+    return better ? better : found;
+  }
+
+ private:
+  double cost_of(const std::vector<Step>& steps) const {
+    double c = 0;
+    for (const Step& st : steps) c += estimate_step_s(m_, st, opts_);
+    return c;
+  }
+
+  // A* below `ub` with types as states. Sets passed_over_ when a goal is passed over for its
+  // workspace.
+  std::optional<std::vector<Step>> by_type(double ub) {
     ub_ = ub;
     nodes_.push_back({s_, -1, {}, 0.0, 0});
     seen_[key(s_)] = 0.0;
@@ -146,7 +182,10 @@ class Search {
         double fn = g + (goal ? 0.0 : h(st.out));  // the dearer bound only for new states
         if (fn >= ub_ * (1 - 1e-9)) continue;
         if ((goal || !lazy) && !step_is_valid(m_, st)) continue;
-        if (goal && lim_.workspace_rule && !workspace_fits(idx, st)) continue;
+        if (goal && lim_.workspace_rule && !workspace_fits(idx, st)) {
+          passed_over_ = true;
+          continue;
+        }
         seen_[k] = g;
         int depth = node.depth + 1;
         nodes_.push_back({st.out, idx, std::move(st), g, depth});
@@ -166,16 +205,177 @@ class Search {
     return steps;
   }
 
- private:
+  // The second pass (see run): the cheapest plan below `ub` that keeps the workspace bound, or
+  // nothing (also when the graph does not fit the expansion budget: then the first pass's
+  // plan stands, and the search is not exact for the workspace).
+  std::optional<std::vector<Step>> paths_below(double ub) {
+    struct Edge {
+      int to;
+      double cost;
+      Step step;
+      signed char valid;  // -1: not checked yet (large meshes check when first used)
+    };
+    struct State {
+      Type type;
+      double g;
+      int depth;
+      std::vector<Edge> out;
+      double to_go = std::numeric_limits<double>::infinity();  // exact, without the workspace
+      std::vector<std::int64_t> bytes = {};  // local bytes per device
+      bool in_output = false;                // fits the output buffer on every device
+    };
+    // Two intermediates back to back that both pass the bound (a pruning rule, exact): an
+    // intermediate that does not fit the output buffer on every device lives in scratch
+    // (buffer_plan; one that precedes the last step is never in the output slot unless that
+    // step runs in place, and then it has the output's blocks), and a step that does not run in
+    // place reads and writes different slots. So a plan in which such a step joins two
+    // intermediates that do not fit the output holds both at once on every device, and where
+    // that passes the bound on some device no completion keeps the workspace.
+    const std::vector<std::int64_t> dst_bytes = local_bytes_per_device(t_, m_);
+    auto sized = [&](State& x) {
+      if (!x.bytes.empty()) return;
+      x.bytes = local_bytes_per_device(x.type, m_);
+      x.in_output = true;
+      for (std::size_t d = 0; d < x.bytes.size(); ++d) x.in_output = x.in_output && x.bytes[d] <= dst_bytes[d];
+    };
+    auto back_to_back_over = [&](State& a, State& b, const Step& step) {
+      sized(a), sized(b);
+      if (a.in_output || b.in_output || runs_in_place(m_, step)) return false;
+      for (std::size_t d = 0; d < a.bytes.size(); ++d)
+        if (a.bytes[d] + b.bytes[d] > bound_) return true;
+      return false;
+    };
+    const bool lazy = !lim_.exhaustive_moves;
+    const double cut = ub * (1 - 1e-9);
+    std::vector<State> st;
+    std::unordered_map<std::string, int> id;
+    auto state_of = [&](const Type& t, double g, int depth) {
+      auto [it, fresh] = id.try_emplace(key(t), static_cast<int>(st.size()));
+      if (fresh) st.push_back({t, g, depth, {}});
+      return it->second;
+    };
+    // 1. Every type with dist + h below ub, and every step between them (A* from the source
+    // without stopping at the target; a type whose cheapest prefix plus estimate reaches ub
+    // lies on no cheaper plan). The estimate need not be consistent, so a type whose
+    // distance drops after it was expanded is expanded again (its steps are re-recorded).
+    using Entry = std::pair<double, int>;
+    auto cmp = [](const Entry& x, const Entry& y) { return x.first != y.first ? x.first > y.first : x.second > y.second; };
+    std::priority_queue<Entry, std::vector<Entry>, decltype(cmp)> open(cmp);
+    int target = -1;
+    open.push({h(s_), state_of(s_, 0.0, 0)});
+    std::vector<double> expanded_at;  // the distance a state was expanded at (inf: never)
+    int expansions = 0;
+    while (!open.empty()) {
+      auto [f, i] = open.top();
+      open.pop();
+      if (f >= cut) break;
+      expanded_at.resize(st.size(), std::numeric_limits<double>::infinity());
+      if (expanded_at[i] <= st[i].g) continue;  // nothing new since
+      if (expansions >= lim_.max_expansions) return std::nullopt;  // the graph is incomplete
+      expanded_at[i] = st[i].g;
+      st[i].out.clear();
+      if (st[i].depth >= lim_.max_depth) continue;
+      ++expansions;
+      const Type from = st[i].type;
+      for (Move& mv : moves(from)) {
+        if (mv.out.max_local_bytes(m_) > bound_) continue;
+        Step step{mv.op, from, std::move(mv.out), std::move(mv.axes), std::move(mv.dims), mv.kind};
+        const double c = estimate_step_s(m_, step, opts_);
+        const double g = st[i].g + c;
+        const bool is_goal = step.out == t_;
+        const double fn = g + (is_goal ? 0.0 : h(step.out));
+        if (fn >= cut) continue;
+        if (!lazy && !step_is_valid(m_, step)) continue;
+        const int j = state_of(step.out, std::numeric_limits<double>::infinity(), 0);
+        // From the source (the caller's input, no workspace) any step; from an intermediate
+        // none that makes the pair above (into the target: the target is the output).
+        if (i != 0 && !is_goal && back_to_back_over(st[i], st[j], step)) continue;
+        if (is_goal) target = j;
+        if (g < st[j].g) {
+          st[j].g = g, st[j].depth = st[i].depth + 1;
+          if (!is_goal) open.push({fn, j});
+        }
+        st[i].out.push_back({j, c, std::move(step), static_cast<signed char>(lazy ? -1 : 1)});
+      }
+    }
+    if (target < 0) return std::nullopt;
+    // 2. The exact cost from every type to the target over those steps (Dijkstra backwards).
+    std::vector<std::vector<std::pair<int, double>>> in(st.size());
+    for (int i = 0; i < static_cast<int>(st.size()); ++i)
+      for (const Edge& e : st[i].out) in[e.to].push_back({i, e.cost});
+    st[target].to_go = 0;
+    open.push({0.0, target});
+    while (!open.empty()) {
+      auto [d, j] = open.top();
+      open.pop();
+      if (d > st[j].to_go) continue;
+      for (auto [i, c] : in[j])
+        if (d + c < st[i].to_go) st[i].to_go = d + c, open.push({d + c, i});
+    }
+    // 3. Paths in the order of the cheapest plan through them (that order is exact: the
+    // estimate is the exact cost to go), each plan that reaches the target weighed with its
+    // workspace. A node is a path: its last state, its parent and the step from it.
+    struct PathNode {
+      int state, parent;
+      const Edge* edge;
+      double g;
+      int depth;
+    };
+    std::vector<PathNode> paths{{id.at(key(s_)), -1, nullptr, 0.0, 0}};
+    open.push({st[paths[0].state].to_go, 0});
+    double best_g = ub;
+    int best = -1;
+    int taken = 0;
+    auto plan_of = [&](int n) {
+      std::vector<Step> steps;
+      for (; paths[n].parent >= 0; n = paths[n].parent) steps.push_back(paths[n].edge->step);
+      std::reverse(steps.begin(), steps.end());
+      return steps;
+    };
+    while (!open.empty()) {
+      auto [f, n] = open.top();
+      open.pop();
+      if (f >= best_g * (1 - 1e-9)) break;
+      if (++taken > kMaxPaths) break;  // not exact beyond: the best found so far stands
+      const PathNode node = paths[n];
+      if (node.depth >= lim_.max_depth) continue;
+      for (Edge& e : st[node.state].out) {
+        const double g = node.g + e.cost;
+        const double fn = g + st[e.to].to_go;
+        if (!(fn < best_g * (1 - 1e-9))) continue;  // also: no way on to the target
+        if (node.parent >= 0 && node.state == 0 && e.to != target && back_to_back_over(st[0], st[e.to], e.step))
+          continue;  // the source again, now an intermediate
+        if (e.valid < 0) e.valid = step_is_valid(m_, e.step) ? 1 : 0;
+        if (!e.valid) continue;
+        paths.push_back({e.to, n, &e, g, node.depth + 1});
+        const int ni = static_cast<int>(paths.size()) - 1;
+        if (e.to != target) {
+          open.push({fn, ni});
+          continue;
+        }
+        if (!plan_fits(plan_of(ni))) continue;
+        best_g = g;
+        best = ni;
+      }
+    }
+    if (best < 0) return std::nullopt;
+    return plan_of(best);
+  }
+
   // Whether the plan that ends with `last` after node `parent` keeps the workspace bound.
   bool workspace_fits(int parent, const Step& last) const {
+    std::vector<Step> steps;
+    for (int i = parent; nodes_[i].parent >= 0; i = nodes_[i].parent) steps.push_back(nodes_[i].step);
+    std::reverse(steps.begin(), steps.end());
+    steps.push_back(last);
+    return plan_fits(std::move(steps));
+  }
+  bool plan_fits(std::vector<Step> steps) const {
     Plan p;
     p.mesh = m_;
     p.src = s_;
     p.dst = t_;
-    for (int i = parent; nodes_[i].parent >= 0; i = nodes_[i].parent) p.steps.push_back(nodes_[i].step);
-    std::reverse(p.steps.begin(), p.steps.end());
-    p.steps.push_back(last);
+    p.steps = std::move(steps);
     const std::vector<std::int64_t> ws = workspace_per_device(p);
     return ws.empty() || *std::max_element(ws.begin(), ws.end()) <= bound_;
   }
@@ -560,6 +760,9 @@ class Search {
   double min_lat_ = 0, max_bw_ = 0;
   double ub_ = 0;
   int best_ = -1;
+  bool passed_over_ = false;  // a goal was passed over for its workspace
+  // Paths the second pass takes off its frontier at most (each costs a few stored steps).
+  static constexpr int kMaxPaths = 20000;
   std::vector<Node> nodes_;
   std::unordered_map<std::string, double> seen_;
 };
@@ -579,9 +782,9 @@ SearchLimits default_limits(const Mesh& mesh, const Type& src) {
 
 std::optional<std::vector<Step>> search_plan(const Mesh& mesh, const Type& s, const Type& t,
                                              std::int64_t bound, const SynthOptions& opts,
-                                             double incumbent_cost, const SearchLimits& limits) {
+                                             double incumbent_cost, const SearchLimits& limits, double fallback_cost) {
   if (s == t) return std::nullopt;
-  return Search(mesh, s, t, bound, opts, limits).run(incumbent_cost);
+  return Search(mesh, s, t, bound, opts, limits).run(incumbent_cost, fallback_cost);
 }
 
 }  // namespace reshard::synth

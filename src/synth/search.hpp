@@ -8,6 +8,7 @@
 // come, pruned by the cheapest plan known so far (the incumbent), so it only ever returns a
 // plan strictly cheaper than the incumbent.
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -32,10 +33,14 @@ struct SearchLimits {
 SearchLimits default_limits(const Mesh& mesh, const Type& src);
 
 // A collective plan from s to t (both without size-1 axes) whose largest local array stays
-// within `bound` and whose cost is below `incumbent_cost`, or nothing if the search finds
-// none within `limits`. Deterministic: ties are broken by the order moves are generated.
+// within `bound` (and, under limits.workspace_rule, whose workspace does) and whose cost is
+// below `incumbent_cost`, or nothing if the search finds none within `limits`. `fallback_cost`:
+// the cost of a plan known to keep every bound (the exchange plan), which caps the search for a
+// plan within the workspace where the incumbent gives no finite bar. Deterministic: ties are
+// broken by the order moves are generated.
 std::optional<std::vector<Step>> search_plan(const Mesh& mesh, const Type& s, const Type& t,
                                              std::int64_t bound, const SynthOptions& opts,
-                                             double incumbent_cost, const SearchLimits& limits);
+                                             double incumbent_cost, const SearchLimits& limits,
+                                             double fallback_cost = std::numeric_limits<double>::infinity());
 
 }  // namespace reshard::synth

@@ -433,9 +433,10 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
       // exchange plan is weighed after it, so that the collective plan is the best one known).
       synth::SearchLimits limits = synth::default_limits(mesh, s);
       limits.workspace_rule = exact_workspace;
-      if (auto found = synth::search_plan(mesh, s, t, bound, opts, collective_cost, limits))
+      const double ex_cost = price(ex);
+      if (auto found = synth::search_plan(mesh, s, t, bound, opts, collective_cost, limits, ex_cost))
         consider(*found, price(*found), true);
-      consider(ex, price(ex), false);
+      consider(ex, ex_cost, false);
       if (over_cost < best_cost && std::isfinite(best_cost))
         plan.notes.push_back(fmt::format("the cheapest plan ({}) would need {} B of workspace, over the bound of {} B; "
                                          "the cheapest plan within it is used", describe(over), over_bytes, bound));
