@@ -28,7 +28,7 @@ TEST_CASE("random triples keep the four guarantees") {
   std::uint64_t seed = env_or("RESHARD_SEED", 20261127);
   int cases = static_cast<int>(env_or("RESHARD_CASES", 10000));
   test::TypeGen gen(seed);
-  int exchanges = 0, collectives = 0, fallbacks = 0, rounds = 0, dtensor_compared = 0;
+  int exchanges = 0, collectives = 0, fallbacks = 0, rounds = 0, dtensor_compared = 0, gathers = 0;
   SynthOptions bandwidth_only;
   bandwidth_only.topology.default_link.latency_s = 1e-15;
   bandwidth_only.local_copy_GBps = 1e9;
@@ -67,13 +67,20 @@ TEST_CASE("random triples keep the four guarantees") {
       // adds up are what devices receive; with uneven ones the busiest device of one step
       // need not be the next's).
       if (st == Strategy::dtensor) ++dtensor_compared;
-      if (st != Strategy::exchange && even(c.mesh, c.src) && even(c.mesh, c.dst)) {
+      if (st == Strategy::dtensor || (st != Strategy::exchange && even(c.mesh, c.src) && even(c.mesh, c.dst))) {
         Plan q = synthesize(c.mesh, c.src, c.dst, bandwidth_only);
         INFO("bandwidth-only reshard plan:\n" << q);
         CHECK(q.stats.bytes_recv_max <= b.stats.bytes_recv_max);
       }
     }
     for (const Step& s : plan.steps) (s.op == Op::exchange ? exchanges : collectives)++;
+    // The cost model's bytes of an all_gather are what its busiest device receives, even
+    // blocks or not (the model once paired one device's out-block with another's in-block).
+    for (std::size_t k = 0; k < plan.steps.size(); ++k)
+      if (plan.steps[k].op == Op::all_gather) {
+        ++gathers;
+        CHECK(estimate_step_bytes(c.mesh, plan.steps[k]) == plan.stats.step_bytes_recv_max[k]);
+      }
   }
   // The sweep exercises both kinds of plan, and plans chosen for their workspace.
   CHECK(exchanges > 0);
@@ -81,6 +88,7 @@ TEST_CASE("random triples keep the four guarantees") {
   CHECK(dtensor_compared > cases / 2);
   CHECK(rounds > 0);
   CHECK(collectives > exchanges);
+  CHECK(gathers > cases / 10);
 }
 
 TEST_CASE("every strategy is correct on random triples") {

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <vector>
 
 #include "../core/indexed.hpp"
 #include "../core/lexer.hpp"
@@ -132,36 +133,96 @@ std::string Topology::to_string() const {
   return s;
 }
 
+namespace {
+
+// The axes of a dim that split it (size-1 axes split nothing).
+std::vector<std::string> nontrivial(const Mesh& mesh, std::vector<std::string> v) {
+  std::erase_if(v, [&](const std::string& x) { return mesh.axis_size(x) == 1; });
+  return v;
+}
+
+// The most bytes one device receives in an all_gather: its out-block less its in-block, at
+// most over devices. A dim's in- and out-extents depend only on the device's block index
+// along that dim (the out-axes are a major prefix of the in-axes), and the dims' axes are
+// disjoint, so the device ranges over the product of each dim's (out, in) extent pairs. The
+// difference of the products grows with each out-extent and falls with each in-extent: only
+// pairs that no other pair of their dim beats in both can give the maximum, and with ceil
+// blocks a dim has at most a few (full, short and empty blocks). Pairs pairing the largest
+// out-block with the smallest in-block of different devices (the bound used before) made
+// uneven gathers look dearer than they are.
+std::int64_t all_gather_recv_max(const Mesh& mesh, const Step& step) {
+  const std::int64_t elem = static_cast<std::int64_t>(size_of(step.in.dtype));
+  std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>> front(step.in.rank());
+  std::size_t combos = 1;
+  bool exact = true;
+  for (int d = 0; d < step.in.rank() && exact; ++d) {
+    const std::int64_t n = step.in.dims[d].size;
+    const std::int64_t ki = step.in.num_blocks(mesh, d), ko = step.out.num_blocks(mesh, d);
+    const auto ai = nontrivial(mesh, step.in.dims[d].axes);
+    const auto ao = nontrivial(mesh, step.out.dims[d].axes);
+    exact = ko > 0 && ki % ko == 0 && ao.size() <= ai.size() && std::equal(ao.begin(), ao.end(), ai.begin());
+    if (!exact) break;
+    const std::int64_t r = ki / ko;
+    const std::int64_t qi = ki > 0 ? (n + ki - 1) / ki : n, qo = (n + ko - 1) / ko;
+    const std::int64_t bi = qi > 0 ? n / qi : 0, bo = qo > 0 ? n / qo : 0;
+    // The extents are constant between these block indices: one of each stretch.
+    std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
+    for (std::int64_t b : {std::int64_t{0}, bi, bi + 1, bo * r, (bo + 1) * r}) {
+      if (b < 0 || b >= ki) continue;
+      pairs.push_back({ceil_block(n, ko, b / r).extent(), ceil_block(n, ki, b).extent()});
+    }
+    for (const auto& p : pairs) {
+      bool beaten = false;
+      for (const auto& o : pairs)
+        beaten = beaten || (o != p && o.first >= p.first && o.second <= p.second);
+      if (!beaten && std::find(front[d].begin(), front[d].end(), p) == front[d].end()) front[d].push_back(p);
+    }
+    combos *= front[d].size();
+    exact = combos <= 4096;
+  }
+  if (!exact) {
+    // At most the largest out-block less the smallest in-block (the last block along every
+    // dim, which one device holds; with uneven blocks it is short or empty).
+    std::int64_t in_min = elem;
+    for (int d = 0; d < step.in.rank(); ++d) {
+      std::int64_t k = step.in.num_blocks(mesh, d);
+      in_min *= ceil_block(step.in.dims[d].size, k, k - 1).extent();
+    }
+    return std::max<std::int64_t>(0, step.out.max_local_bytes(mesh) - in_min);
+  }
+  std::int64_t best = 0;
+  for (std::size_t c = 0; c < combos; ++c) {
+    std::size_t rest = c;
+    std::int64_t o = elem, i = elem;
+    for (std::size_t d = 0; d < front.size(); ++d) {
+      const auto& p = front[d][rest % front[d].size()];
+      rest /= front[d].size();
+      o *= p.first;
+      i *= p.second;
+    }
+    best = std::max(best, o - i);
+  }
+  return best;
+}
+
+}  // namespace
+
 std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step) {
   if (!step.communicates()) return 0;
   std::int64_t in = step.in.max_local_bytes(mesh), out = step.out.max_local_bytes(mesh);
   double g = 1;
   for (const auto& a : step.axes) g *= mesh.axis_size(a);
   switch (step.op) {
-    case Op::all_gather: {
-      // A device keeps its in-block and receives the rest of its out-block: at most the
-      // largest out-block less the smallest in-block (the last block along every dim, which
-      // one device holds; with uneven blocks it is short or empty).
-      std::int64_t in_min = static_cast<std::int64_t>(size_of(step.in.dtype));
-      for (int d = 0; d < step.in.rank(); ++d) {
-        std::int64_t k = step.in.num_blocks(mesh, d);
-        in_min *= ceil_block(step.in.dims[d].size, k, k - 1).extent();
-      }
-      return std::max<std::int64_t>(0, out - in_min);
-    }
+    case Op::all_gather: return all_gather_recv_max(mesh, step);
     case Op::all_to_all: {
       // With even blocks a device keeps 1/g of its out-block (g: the axes that change dim)
       // when every dim only loses or only gains minor axes. A dim that does both (axes
       // swapped between dims) has devices whose in- and out-blocks along it are disjoint:
       // they receive their whole out-block.
       double moved = 1;
-      auto nontrivial = [&](std::vector<std::string> v) {  // size-1 axes split nothing
-        std::erase_if(v, [&](const std::string& x) { return mesh.axis_size(x) == 1; });
-        return v;
-      };
       for (int d = 0; d < step.in.rank(); ++d) {
-        const auto a = nontrivial(step.in.dims[d].axes);
-        const auto b = nontrivial(step.out.dims[d].axes);
+        const auto a = nontrivial(mesh, step.in.dims[d].axes);
+        const auto b = nontrivial(mesh, step.out.dims[d].axes);
         std::size_t p = 0;
         while (p < a.size() && p < b.size() && a[p] == b[p]) ++p;
         if (p < a.size() && p < b.size()) return out;
