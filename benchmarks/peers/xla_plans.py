@@ -34,6 +34,7 @@ Usage:
       --random 40 --seed 11 --json tests/peers/xla_plans.json
 """
 import argparse
+import atexit
 import json
 import math
 import os
@@ -365,6 +366,7 @@ class Xla:
         # passes rewrite it for the CPU (bf16 collectives widened to f32, all-to-alls split into
         # tuples), which is not the plan the partitioner chose.
         self.dump = tempfile.mkdtemp(prefix="xla_plans_")
+        atexit.register(shutil.rmtree, self.dump, True)
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={devices}"
                                    f" --xla_dump_to={self.dump} --xla_dump_hlo_pass_re=spmd-partitioning").strip()

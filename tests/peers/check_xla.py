@@ -58,9 +58,36 @@ def case_of(row):
                          casefile.parse_type(row["to"]))
 
 
+# The replica-group notations of XLA's HLO text, with groups worked out by hand from XLA's rule:
+# the mesh's device array reshaped to its (sub-)axis factors, the listed ones moved last.
+GROUP_NOTATIONS = [
+    # transpose_2d's all-to-all: pairs that differ in y's minor half (x=2,y=4 = axis_1 x axis_0).
+    ("mesh['axis_0'=4,'axis_1'=2], device_ids=([2,2,2]T(0,2,1)) {'axis_0':(2)2}", 8,
+     [[0, 1], [2, 3], [4, 5], [6, 7]]),
+    ("mesh['axis_0'=2,'axis_1'=4] {'axis_1'}", 8, [[0, 1, 2, 3], [4, 5, 6, 7]]),
+    ("mesh['axis_0'=2,'axis_1'=4] {'axis_0'}", 8, [[0, 4], [1, 5], [2, 6], [3, 7]]),
+    ("mesh['a'=8] {'a':(1)2}", 8, [[0, 4], [1, 5], [2, 6], [3, 7]]),
+    ("mesh['a'=8] {'a':(4)2}", 8, [[0, 1], [2, 3], [4, 5], [6, 7]]),
+    ("mesh['a'=8] {'a':(4)2,'a':(1)2}", 8, [[0, 4, 1, 5], [2, 6, 3, 7]]),
+    ("mesh['a'=2,'b'=2], device_ids=(0,2,1,3) {'b'}", 4, [[0, 2], [1, 3]]),
+    ("[2,4]<=[8]", 8, [[0, 1, 2, 3], [4, 5, 6, 7]]),
+    ("[4,2]<=[2,4]T(1,0)", 8, [[0, 4], [1, 5], [2, 6], [3, 7]]),
+    ("{{0,2},{1,3}}", 4, [[0, 2], [1, 3]]),
+]
+
+
+def check_group_reader():
+    bad = []
+    for text, n, want in GROUP_NOTATIONS:
+        got = xla_plans.replica_groups("replica_groups=" + text, n)
+        if got != want:
+            bad.append(f"replica_groups={text}: read as {got}, expected {want}")
+    return bad
+
+
 def check_bytes(fixture, binary):
     doc = load(fixture)
-    failures, measured, stale = [], 0, []
+    failures, measured, stale = check_group_reader(), 0, []
     for row in doc["cases"]:
         x = row["xla"]
         if "skipped" in x:
