@@ -37,13 +37,29 @@ COLLECTIVE_EXCEPTIONS = {
     "x_transpose_2x4": _SUBAXIS + ": 786,432 B against 983,040 B",
     "x_transpose_4x2": _SUBAXIS + " (the roles of x and y exchanged): 768 B against 960 B",
     "x_transpose_2x8": _SUBAXIS + ": 768 + 1024 = 1792 B against 1984 B",
+    "x_transpose_4x2_wide": _SUBAXIS + " (the roles exchanged): 4608 B against 5760 B",
+    "x_lat_8_big": "XLA splits b=4 into two halves: a permute, then one all-gather over each half; "
+                   "reshard has no sub-axis steps (its exchange, the default, ties)",
+    "x_lat_9_big": "blocks that do not nest (32 rows over c=3, then 12 blocks): XLA's collective-permute "
+                   "sends each device the rows it lacks, a dynamic slice, not a block of one type; in "
+                   "reshard's step set that is the exchange, which it picks (equal bytes)",
 }
+# Small shards (24 B to 48 KiB): bytes are not what the cost model minimizes there (a step's
+# latency outweighs them), and reshard's plan takes fewer or cheaper steps. The same case with a
+# trailing dim of 1024 or 65536 elements (x_lat_N_big / _huge), which scales every block, holds
+# the bytes rule.
+_LATENCY = "latency regime: shards of at most {} B; the scaled case {} receives no more than XLA"
+_LAT = {"x_lat_1": (64, "x_lat_1_big"), "x_lat_2": (192, "x_lat_2_big"), "x_lat_3": (32, "x_lat_3_huge"),
+        "x_lat_4": (32, "x_lat_4_huge"), "x_lat_5": (6144, "x_lat_5_big"), "x_lat_6": (24, "x_lat_6_huge"),
+        "x_lat_7": (1536, "x_lat_7_big"), "x_lat_8": (49152, "x_lat_8_big"), "x_lat_9": (8448, "x_lat_9_big")}
+COLLECTIVE_EXCEPTIONS.update({k: _LATENCY.format(*v) for k, v in _LAT.items()})
 # Cases where reshard's default plan may receive more bytes than XLA's.
 BYTES_EXCEPTIONS = {
     "x_transpose_2x8": _SUBAXIS + "; at 1 KiB shards the cost model prefers the three all_to_alls "
                        "(1984 B) to the exchange (1024 B) for latency, and the 2-step XLA plan is not among "
                        "its candidates",
 }
+BYTES_EXCEPTIONS.update({k: _LATENCY.format(*v) for k, v in _LAT.items()})
 # Cases where reshard's largest local array may exceed XLA's largest buffer: none today.
 MEMORY_EXCEPTIONS = {}
 
