@@ -82,9 +82,15 @@ std::int64_t estimate_step_bytes(const Mesh& mesh, const Step& step);
 // Cost model estimate of one step and of a plan, in seconds.
 double estimate_step_s(const Mesh& mesh, const Step& step, const SynthOptions& opts);
 double estimate_plan_s(const Plan& plan, const SynthOptions& opts);
-// Bytes the busiest device receives in a step when every block is padded to the largest one,
-// as DTensor pads uneven shards: what the `dtensor` strategy's figures count.
-std::int64_t dtensor_padded_step_bytes(const Mesh& mesh, const Step& step);
+// The `dtensor` strategy's figures, as DTensor has them: its local arrays are nested
+// torch.chunk blocks (per mesh dim, in shard order) and its collectives pad uneven ones.
+// Exact over every device.
+struct DtensorFigures {
+  std::vector<std::int64_t> step_bytes_recv_max;  // per step, the busiest device
+  std::int64_t bytes_recv_max = 0;                // max over devices of the plan's total
+  std::int64_t max_local_bytes = 0;               // largest local array, source and steps' outputs
+};
+DtensorFigures dtensor_figures(const Mesh& mesh, const Type& src, const std::vector<Step>& steps);
 
 // Thread-safe cache of plans by (mesh, source, target, options), least recently used out
 // beyond a limit in bytes (each plan charged approx_bytes(), its key included). A plan dropped

@@ -329,19 +329,26 @@ std::int64_t max_workspace(std::vector<Step> steps, const Mesh& mesh, const Type
   return ws.empty() ? 0 : *std::max_element(ws.begin(), ws.end());
 }
 
-// The dtensor baseline's byte figures count padded blocks, as DTensor moves them; the data
-// (and so the simulator and the executor) keeps the ceil layout.
-void pad_like_dtensor(Plan& plan) {
-  std::int64_t total = 0, actual = plan.stats.bytes_recv_max;
-  for (std::size_t k = 0; k < plan.steps.size(); ++k) {
-    const std::int64_t b = std::max(plan.stats.step_bytes_recv_max[k], dtensor_padded_step_bytes(plan.mesh, plan.steps[k]));
-    plan.stats.step_bytes_recv_max[k] = b;
-    total += b;
+// The dtensor baseline's figures are DTensor's (its nested chunks, its padded collectives);
+// the data (and so the simulator and the executor) keeps the ceil layout, whose figures a note
+// gives where they differ.
+void figures_like_dtensor(Plan& plan) {
+  // A step over several axes at once is the gather-and-slice fallback, not DTensor's plan: its
+  // figures stay the ceil layout's.
+  if (std::any_of(plan.steps.begin(), plan.steps.end(), [](const Step& s) { return s.axes.size() > 1; })) {
+    plan.notes.push_back("DTensor's steps are not exact in reshard's ceil layout here (uneven blocks that do not nest): "
+                         "gathered and sliced instead, with the ceil layout's figures");
+    return;
   }
-  plan.stats.bytes_recv_max = std::max(actual, total);
-  if (plan.stats.bytes_recv_max != actual)
-    plan.notes.push_back(fmt::format("bytes count DTensor's padded blocks: {} B padded, {} B moved in the ceil layout",
-                                     plan.stats.bytes_recv_max, actual));
+  const DtensorFigures f = dtensor_figures(plan.mesh, plan.src, plan.steps);
+  const std::int64_t moved = plan.stats.bytes_recv_max, held = plan.stats.max_intermediate_bytes;
+  plan.stats.step_bytes_recv_max = f.step_bytes_recv_max;
+  plan.stats.bytes_recv_max = f.bytes_recv_max;
+  plan.stats.max_intermediate_bytes = f.max_local_bytes;
+  if (f.bytes_recv_max != moved || f.max_local_bytes != held)
+    plan.notes.push_back(fmt::format("figures are DTensor's (nested chunks, padded collectives): {} B received, "
+                                     "{} B largest local array; in reshard's ceil layout {} B and {} B",
+                                     f.bytes_recv_max, f.max_local_bytes, moved, held));
 }
 
 }  // namespace
@@ -462,7 +469,7 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
   }
   plan.steps = ends_relabeled(std::move(best), src, dst);
   if (opts.exact_stats) analyze(plan);
-  if (opts.strategy == Strategy::dtensor && opts.exact_stats) pad_like_dtensor(plan);
+  if (opts.strategy == Strategy::dtensor && opts.exact_stats) figures_like_dtensor(plan);
   plan.stats.est_time_s = estimate_plan_s(plan, opts);
   if (!std::isfinite(plan.stats.est_time_s))
     throw Error(fmt::format("the cost model gives the {} plan of {} -> {} on mesh {} no finite cost (topology {})",
