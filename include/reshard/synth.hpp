@@ -91,6 +91,9 @@ struct DtensorFigures {
   std::int64_t max_local_bytes = 0;               // largest local array, source and steps' outputs
 };
 DtensorFigures dtensor_figures(const Mesh& mesh, const Type& src, const std::vector<Step>& steps);
+// Where the `dtensor` strategy cannot follow DTensor's plan (its fallback): the bytes the busiest
+// device receives in a step when every block is padded to the largest one.
+std::int64_t dtensor_padded_step_bytes(const Mesh& mesh, const Step& step);
 
 // Thread-safe cache of plans by (mesh, source, target, options), least recently used out
 // beyond a limit in bytes (each plan charged approx_bytes(), its key included). A plan dropped

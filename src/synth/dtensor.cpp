@@ -19,8 +19,8 @@
 // DTensor's one-chunk shortcut skips its collective; reducing a size-1 Partial is a relabel,
 // since reshard has no reduction over a group of one). Where a step is not exact in reshard's
 // ceil layout (DTensor's nested torch.chunk blocks of uneven dims are not reshard's ceil
-// blocks, and there its steps are not reshard's), the plan gathers everything and slices, and
-// the figures then differ from DTensor's.
+// blocks, and there its steps are not reshard's), the plan is made by the rules this baseline
+// followed before it was measured (namespace rules), and is not DTensor's.
 //
 // The figures (dtensor_figures) are DTensor's, not the ceil layout's: local arrays are DTensor's
 // nested chunks, and each collective is counted with DTensor's padding.
@@ -37,9 +37,17 @@
 
 namespace reshard {
 
+std::vector<Step> greedy_per_axis_steps(const Mesh& mesh, const Type& src, const Type& dst);
+
 namespace {
 
 using namespace synth;
+
+// The same layout: dims alike, the same pending axes in any order.
+bool same_layout(const Type& a, const Type& b) {
+  return same_dims(a, b) && std::set(a.reduce_axes.begin(), a.reduce_axes.end()) ==
+                                std::set(b.reduce_axes.begin(), b.reduce_axes.end());
+}
 
 // DTensor's cost model assumes hosts of this many devices (an 8-GPU node); the measurement
 // (benchmarks/peers/dtensor_plans.py) pins the same figure.
@@ -174,9 +182,11 @@ std::vector<Transform> next_transforms(const Layout& l, const Layout& target, bo
 }
 
 // DTensor's find_min_cost_path. nullopt past `max_states` layouts settled.
-std::optional<std::vector<Transform>> graph_transforms(const Mesh& m, const Layout& src, const Layout& dst,
-                                                       std::int64_t bytes, bool partial_ops, std::size_t max_states) {
-  const Topo topo(m);
+// `weigh` gives a transform's cost from a layout (DTensor's one_step_redistribute_cost), nullopt
+// where it is no edge.
+using Weigh = std::function<std::optional<double>(const Layout&, const Transform&)>;
+std::optional<std::vector<Transform>> graph_transforms(const Layout& src, const Layout& dst, bool partial_ops,
+                                                       std::size_t max_states, const Weigh& weigh) {
   struct Node {
     Layout layout;
     int parent;
@@ -203,10 +213,10 @@ std::optional<std::vector<Transform>> graph_transforms(const Mesh& m, const Layo
     for (const Transform& t : next_transforms(cur, dst, partial_ops)) {
       Layout next = apply(cur, t);
       if (visited.count(next)) continue;
-      // Shard -> Partial comes only from the target-directed transitions, at no search cost.
-      const double c = (t.from >= 0 && t.to == kPartial) ? 0.0 : step_cost(topo, cur, bytes, t);
+      const std::optional<double> c = weigh(cur, t);
+      if (!c) continue;
       nodes.push_back({std::move(next), idx, t});
-      open.push({cost + c, static_cast<int>(nodes.size()) - 1});
+      open.push({cost + *c, static_cast<int>(nodes.size()) - 1});
     }
   }
   return std::nullopt;
@@ -260,69 +270,273 @@ Layout apply_default(const Layout& l, const Transform& t) {
   return r;
 }
 
-// Reshard steps for DTensor's transforms; nullopt where one is not exact in the ceil layout
-// (or is DTensor's Shard -> Partial zero-fill, which reshard has no step for).
-std::optional<std::vector<Step>> to_steps(const Mesh& m, const Type& src, const Type& dst,
-                                          const std::vector<Transform>& ts, bool graph) {
-  const ReduceOp op = src.op != ReduceOp::none ? src.op : dst.op;
+// The reshard step of one DTensor transform from `cur` (layout `l`); nullopt for DTensor's
+// Shard -> Partial zero-fill, which reshard has no step for. Not checked for exactness.
+std::optional<Step> step_of(const Mesh& m, const Type& cur, const Layout& l, const Transform& t, bool graph,
+                            ReduceOp op) {
+  const Layout nl = graph ? apply(l, t) : apply_default(l, t);
+  Type next = type_of(m, nl, cur, op);
+  const std::string x = m.axes()[t.mesh_dim].name;
+  if (t.from == kPartial && m.axes()[t.mesh_dim].size == 1)  // one chunk: DTensor issues nothing
+    return Step{Op::local, cur, next, {x}, t.to >= 0 ? std::vector<int>{t.to} : std::vector<int>{}};
+  if (t.from >= 0 && t.to == kReplicate) return Step{Op::all_gather, cur, next, {x}, {t.from}};
+  if (t.from >= 0 && t.to >= 0) return Step{Op::all_to_all, cur, next, {x}, {t.from, t.to}};
+  if (t.from == kPartial && t.to == kReplicate) return Step{Op::all_reduce, cur, next, {x}, {}};
+  if (t.from == kPartial && t.to >= 0) return Step{Op::reduce_scatter, cur, next, {x}, {t.to}};
+  if (t.from == kReplicate && t.to >= 0) return Step{Op::slice, cur, next, {x}, {t.to}};
+  if (t.from == kReplicate && t.to == kPartial)
+    return Step{Op::local, cur, next, {x}, {}, LocalKind::make_partial};
+  return std::nullopt;
+}
+
+ReduceOp op_of(const Type& src, const Type& dst) { return src.op != ReduceOp::none ? src.op : dst.op; }
+
+// Reshard steps for DTensor's transforms; nullopt where one is not exact in the ceil layout.
+std::optional<std::vector<Step>> to_steps(const Mesh& m, const Type& src, const std::vector<Transform>& ts,
+                                          bool graph, ReduceOp op) {
   Layout l = layout_of(m, src);
   Type cur = src;
   std::vector<Step> steps;
   for (const Transform& t : ts) {
-    Layout nl = graph ? apply(l, t) : apply_default(l, t);
-    Type next = type_of(m, nl, src, op);
-    const std::string x = m.axes()[t.mesh_dim].name;
-    Step s;
-    if (t.from == kPartial && m.axes()[t.mesh_dim].size == 1)  // one chunk: DTensor issues nothing
-      s = {Op::local, cur, next, {x}, t.to >= 0 ? std::vector<int>{t.to} : std::vector<int>{}};
-    else if (t.from >= 0 && t.to == kReplicate) s = {Op::all_gather, cur, next, {x}, {t.from}};
-    else if (t.from >= 0 && t.to >= 0) s = {Op::all_to_all, cur, next, {x}, {t.from, t.to}};
-    else if (t.from == kPartial && t.to == kReplicate) s = {Op::all_reduce, cur, next, {x}, {}};
-    else if (t.from == kPartial && t.to >= 0) s = {Op::reduce_scatter, cur, next, {x}, {t.to}};
-    else if (t.from == kReplicate && t.to >= 0) s = {Op::slice, cur, next, {x}, {t.to}};
-    else if (t.from == kReplicate && t.to == kPartial) s = {Op::local, cur, next, {x}, {}, LocalKind::make_partial};
-    else return std::nullopt;
-    if (!step_is_valid(m, s)) return std::nullopt;
-    steps.push_back(std::move(s));
-    cur = next;
-    l = std::move(nl);
+    std::optional<Step> s = step_of(m, cur, l, t, graph, op);
+    if (!s || !step_is_valid(m, *s)) return std::nullopt;
+    cur = s->out;
+    l = graph ? apply(l, t) : apply_default(l, t);
+    steps.push_back(std::move(*s));
   }
   return steps;
 }
 
 }  // namespace
 
-// Pre: src and dst compatible on mesh, size-1 axes kept (they count as mesh dims).
-std::vector<Step> dtensor_steps(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions&,
-                                std::size_t max_graph_states) {
-  const Layout from = layout_of(mesh, src), to = layout_of(mesh, dst);
-  std::optional<std::vector<Step>> steps;
-  const bool graph = !default_order(from) || !default_order(to);
-  std::optional<std::vector<Transform>> ts;
-  if (graph) {
-    const bool partial_ops = src.op != ReduceOp::none || dst.op != ReduceOp::none;
-    ts = graph_transforms(mesh, from, to, src.global_elements() * static_cast<std::int64_t>(size_of(src.dtype)),
-                          partial_ops, max_graph_states);
-  } else {
-    ts = greedy_transforms(mesh, from, to);
+// The fallback where DTensor's own plan cannot run on the ceil layout: the rules this baseline
+// followed before it was measured against DTensor (its graph planner over the steps that are
+// exact, weighed by reshard's cost model; several Partial mesh dims reduce-scattered outer first;
+// per-axis greedy for mesh-ordered shardings), with figures that count every block padded to the
+// largest. Not DTensor's plan; the plan says so.
+namespace rules {
+
+using namespace synth;
+using namespace synth;
+
+bool mesh_ordered(const Mesh& m, const Type& t) {
+  for (const Dim& d : t.dims)
+    for (std::size_t k = 1; k < d.axes.size(); ++k)
+      if (m.axis_index(d.axes[k - 1]) >= m.axis_index(d.axes[k])) return false;
+  return true;
+}
+
+bool has_exchange(const std::vector<Step>& steps) {
+  return std::any_of(steps.begin(), steps.end(), [](const Step& s) { return s.op == Op::exchange || s.op == Op::permute; });
+}
+
+// Same layout: dims alike, the same pending axes in any order.
+bool same_layout(const Type& a, const Type& b) {
+  if (!same_dims(a, b) || a.op != b.op) return false;
+  std::set<std::string> x(a.reduce_axes.begin(), a.reduce_axes.end()), y(b.reduce_axes.begin(), b.reduce_axes.end());
+  return x == y;
+}
+
+std::string layout_key(Type t) {
+  std::sort(t.reduce_axes.begin(), t.reduce_axes.end());
+  return t.to_string();
+}
+
+// DTensor's graph planner over layouts. nullopt when the target is not reached within
+// `max_states` layouts (then the plan gathers and slices) or by exact steps.
+std::optional<std::vector<Step>> graph_plan(const Mesh& m, const Type& s, const Type& t, const SynthOptions& opts,
+                                            std::size_t max_states) {
+  struct Node {
+    Type type;
+    int parent;
+    Step step;
+  };
+  std::vector<Node> nodes{{s, -1, {}}};
+  std::map<std::string, double> dist{{layout_key(s), 0.0}};
+  using Entry = std::pair<double, int>;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> open;
+  open.push({0.0, 0});
+  std::set<std::string> done;
+  while (!open.empty()) {
+    auto [g, idx] = open.top();
+    open.pop();
+    const Type cur = nodes[idx].type;
+    if (!done.insert(layout_key(cur)).second) continue;
+    if (same_layout(cur, t)) {
+      std::vector<Step> steps;
+      for (int i = idx; nodes[i].parent >= 0; i = nodes[i].parent) steps.push_back(nodes[i].step);
+      std::reverse(steps.begin(), steps.end());
+      if (!steps.empty()) steps.back().out = t;  // the target's order of pending axes
+      return steps;
+    }
+    if (done.size() > max_states) return std::nullopt;
+    auto edge = [&](Op op, Type next, std::vector<std::string> axes, std::vector<int> dims,
+                    LocalKind kind = LocalKind::relabel) {
+      if (next.reduce_axes.empty()) next.op = ReduceOp::none;
+      Step st{op, cur, std::move(next), std::move(axes), std::move(dims), kind};
+      const std::string k = layout_key(st.out);
+      if (done.count(k) || !step_is_valid(m, st)) return;
+      const double c = g + estimate_step_s(m, st, opts);
+      auto it = dist.find(k);
+      if (it != dist.end() && it->second <= c) return;
+      dist[k] = c;
+      nodes.push_back({st.out, idx, st});
+      open.push({c, static_cast<int>(nodes.size()) - 1});
+    };
+    const int r = cur.rank();
+    for (int a = 0; a < r; ++a) {  // cases 1 and 2: the last axis of a dim's shard order
+      if (cur.dims[a].axes.empty()) continue;
+      const std::string x = cur.dims[a].axes.back();
+      Type popped = cur;
+      popped.dims[a].axes.pop_back();
+      for (int b = 0; b < r; ++b) {
+        if (b == a) continue;
+        Type next = popped;
+        next.dims[b].axes.push_back(x);
+        edge(Op::all_to_all, next, {x}, {a, b});
+      }
+      edge(Op::all_gather, popped, {x}, {a});
+    }
+    for (const std::string& x : cur.reduce_axes) {  // cases 3 and 5
+      Type reduced = cur;
+      erase(reduced.reduce_axes, x);
+      edge(Op::all_reduce, reduced, {x}, {});
+      for (int b = 0; b < r; ++b) {
+        Type next = reduced;
+        next.dims[b].axes.push_back(x);
+        edge(Op::reduce_scatter, next, {x}, {b});
+      }
+    }
+    for (const Axis& ax : m.axes()) {  // cases 4 and 6, from Replicate
+      if (cur.uses(ax.name)) continue;
+      for (int b = 0; b < r; ++b) {
+        Type next = cur;
+        next.dims[b].axes.push_back(ax.name);
+        edge(Op::slice, next, {ax.name}, {b});
+      }
+      if (t.is_partial_over(ax.name) && (cur.op == ReduceOp::none || cur.op == t.op)) {
+        Type next = cur;
+        next.op = t.op;
+        next.reduce_axes.push_back(ax.name);
+        edge(Op::local, next, {ax.name}, {}, LocalKind::make_partial);
+      }
+    }
   }
-  if (ts) steps = to_steps(mesh, src, dst, *ts, graph);
-  if (!steps) {
-    // Not DTensor's plan: its steps are not exact in the ceil layout (or the graph was cut
-    // short). Gather everything and slice, still collective-only; a size-1 Partial is dropped
-    // by a relabel first (reshard reduces over no group of one).
-    Builder b{mesh, src, {}};
+  return std::nullopt;
+}
+
+// Several Partial mesh dims to reduce: reduce-scatter each, outer mesh dim first, no
+// all-reduce. Returns the steps taken (empty when the rule does not apply).
+std::vector<Step> reduce_partials(const Mesh& m, const Type& s, const Type& t) {
+  std::vector<std::string> todo;
+  for (const Axis& ax : m.axes())  // mesh order: outer first
+    if (s.is_partial_over(ax.name) && !t.is_partial_over(ax.name)) todo.push_back(ax.name);
+  if (todo.size() < 2) return {};
+  Builder b{m, s, {}};
+  for (const std::string& x : todo) {
+    auto scatter_onto = [&](int d) {
+      Type next = b.cur;
+      erase(next.reduce_axes, x);
+      if (next.reduce_axes.empty()) next.op = ReduceOp::none;
+      next.dims[d].axes.push_back(x);
+      return b.add(Op::reduce_scatter, next, {x}, {d});
+    };
+    const int want = t.dim_of(x);
+    // Onto the target's dim where x goes at its minor end in mesh order there.
+    bool done = want >= 0 && mesh_ordered(m, [&] {
+                  Type probe = b.cur;
+                  probe.dims[want].axes.push_back(x);
+                  return probe;
+                }()) && scatter_onto(want);
+    for (int d = 0; !done && d < b.cur.rank(); ++d) done = scatter_onto(d);
+    if (!done) return {};  // no exact reduce-scatter: the rule cannot be followed here
+  }
+  return b.steps;
+}
+
+bool arrives(const std::vector<Step>& steps, const Type& s, const Type& t) {
+  return same_layout(steps.empty() ? s : steps.back().out, t);
+}
+
+
+std::vector<Step> plan(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions& opts,
+                       std::size_t max_graph_states) {
+  // A Partial size-1 mesh dim is DTensor's one shortcut (one chunk: no collective): dropped by
+  // a relabel first (and added back at the end by make_partial, which moves nothing).
+  Builder pre{mesh, src, {}};
+  {
     Type next = src;
     std::erase_if(next.reduce_axes, [&](const std::string& a) { return mesh.axis_size(a) == 1 && !dst.is_partial_over(a); });
     if (next.reduce_axes.empty()) next.op = ReduceOp::none;
-    if (!(next == src)) b.add(Op::local, next, {}, {});
-    std::vector<Step> g = naive_steps(mesh, b.cur, dst);
-    steps = b.steps;
-    steps->insert(steps->end(), g.begin(), g.end());
+    if (!(next == src)) pre.add(Op::local, next, {}, {});
   }
-  const Type& last = steps->empty() ? src : steps->back().out;
-  if (!same_dims(last, dst) || std::set(last.reduce_axes.begin(), last.reduce_axes.end()) !=
-                                   std::set(dst.reduce_axes.begin(), dst.reduce_axes.end()))
+  std::vector<Step> steps = pre.steps;
+  const Type start = pre.cur;
+  std::vector<Step> partials = reduce_partials(mesh, start, dst);
+  steps.insert(steps.end(), partials.begin(), partials.end());
+  const Type from = steps.empty() ? src : steps.back().out;
+  std::optional<std::vector<Step>> rest;
+  if (mesh_ordered(mesh, from) && mesh_ordered(mesh, dst)) {
+    std::vector<Step> g = greedy_per_axis_steps(mesh, from, dst);
+    if (!has_exchange(g) && arrives(g, from, dst)) rest = std::move(g);
+  }
+  if (!rest) rest = graph_plan(mesh, from, dst, opts, max_graph_states);
+  if (rest) {
+    steps.insert(steps.end(), rest->begin(), rest->end());
+  } else {
+    steps = pre.steps;
+    std::vector<Step> g = naive_steps(mesh, start, dst);
+    steps.insert(steps.end(), g.begin(), g.end());
+  }
+  if (!arrives(steps, src, dst))
+    throw Error(fmt::format("dtensor: no collective plan of {} -> {} on mesh {}", src, dst, mesh));
+  if (!steps.empty()) steps.back().out = dst;  // the target's order of pending axes
+  return steps;
+}
+
+std::int64_t padded_step_bytes(const Mesh& mesh, const Step& step) {
+  if (!step.communicates()) return 0;
+  std::int64_t g = 1;
+  for (const auto& a : step.axes) g *= mesh.axis_size(a);
+  // Every block padded to the largest (ceil) one: DTensor pads each shard per mesh dim, and
+  // ceil(ceil(n / a) / b) = ceil(n / (a b)), so the padded block is the largest ceil block.
+  const std::int64_t in = step.in.max_local_bytes(mesh), out = step.out.max_local_bytes(mesh);
+  switch (step.op) {
+    case Op::all_gather: return (g - 1) * in;                       // a padded in-block from each other member
+    case Op::all_to_all: return (g - 1) * ((out + g - 1) / g);     // a padded 1/g of the out-block from each
+    case Op::reduce_scatter: return (g - 1) * out;                  // a padded share from each
+    case Op::all_reduce: return 2 * (g - 1) * in / g;               // ring
+    default: return estimate_step_bytes(mesh, step);
+  }
+}
+
+
+}  // namespace rules
+
+// Pre: src and dst compatible on mesh, size-1 axes kept (they count as mesh dims).
+std::vector<Step> dtensor_steps(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions& opts,
+                                std::size_t max_graph_states, bool* faithful) {
+  const Layout from = layout_of(mesh, src), to = layout_of(mesh, dst);
+  const ReduceOp op = op_of(src, dst);
+  const bool graph = !default_order(from) || !default_order(to);
+  const bool partial_ops = src.op != ReduceOp::none || dst.op != ReduceOp::none;
+  const std::int64_t bytes = src.global_elements() * static_cast<std::int64_t>(size_of(src.dtype));
+  const Topo topo(mesh);
+  const Weigh dtensor_cost = [&](const Layout& l, const Transform& t) -> std::optional<double> {
+    // Shard -> Partial comes only from the target-directed transitions, at no search cost.
+    return (t.from >= 0 && t.to == kPartial) ? 0.0 : step_cost(topo, l, bytes, t);
+  };
+  std::optional<std::vector<Transform>> ts =
+      graph ? graph_transforms(from, to, partial_ops, max_graph_states, dtensor_cost) : greedy_transforms(mesh, from, to);
+  std::optional<std::vector<Step>> steps;
+  if (ts) steps = to_steps(mesh, src, *ts, graph, op);
+  if (faithful) *faithful = steps.has_value();
+  if (!steps) {
+    // Not DTensor's plan: a step of it is not exact in the ceil layout (DTensor's nested chunks
+    // are another layout there), or its graph was cut short.
+    steps = rules::plan(mesh, src, dst, opts, max_graph_states);
+  }
+  if (!same_layout(steps->empty() ? src : steps->back().out, dst))
     throw Error(fmt::format("dtensor: no collective plan of {} -> {} on mesh {}", src, dst, mesh));
   if (!steps->empty()) steps->back().out = dst;  // the target's order of pending axes
   return *steps;
@@ -398,6 +612,8 @@ std::int64_t padded_recv(const Mesh& m, const Step& st, int device) {
 }
 
 }  // namespace
+
+std::int64_t dtensor_padded_step_bytes(const Mesh& mesh, const Step& step) { return rules::padded_step_bytes(mesh, step); }
 
 DtensorFigures dtensor_figures(const Mesh& mesh, const Type& src, const std::vector<Step>& steps) {
   DtensorFigures f;

@@ -332,12 +332,19 @@ std::int64_t max_workspace(std::vector<Step> steps, const Mesh& mesh, const Type
 // The dtensor baseline's figures are DTensor's (its nested chunks, its padded collectives);
 // the data (and so the simulator and the executor) keeps the ceil layout, whose figures a note
 // gives where they differ.
-void figures_like_dtensor(Plan& plan) {
-  // A step over several axes at once is the gather-and-slice fallback, not DTensor's plan: its
-  // figures stay the ceil layout's.
-  if (std::any_of(plan.steps.begin(), plan.steps.end(), [](const Step& s) { return s.axes.size() > 1; })) {
+void figures_like_dtensor(Plan& plan, bool faithful) {
+  // Where DTensor's plan could not be followed the plan is not DTensor's: its figures count the
+  // ceil layout's blocks, each padded to the largest, as before the baseline was measured.
+  if (!faithful) {
+    std::int64_t total = 0, actual = plan.stats.bytes_recv_max;
+    for (std::size_t k = 0; k < plan.steps.size(); ++k) {
+      const std::int64_t b = std::max(plan.stats.step_bytes_recv_max[k], dtensor_padded_step_bytes(plan.mesh, plan.steps[k]));
+      plan.stats.step_bytes_recv_max[k] = b;
+      total += b;
+    }
+    plan.stats.bytes_recv_max = std::max(actual, total);
     plan.notes.push_back("DTensor's steps are not exact in reshard's ceil layout here (uneven blocks that do not nest): "
-                         "gathered and sliced instead, with the ceil layout's figures");
+                         "planned by the earlier DTensor-like rules instead, bytes counting padded ceil blocks");
     return;
   }
   const DtensorFigures f = dtensor_figures(plan.mesh, plan.src, plan.steps);
@@ -355,7 +362,7 @@ void figures_like_dtensor(Plan& plan) {
 
 std::vector<Step> greedy_per_axis_steps(const Mesh& mesh, const Type& src, const Type& dst);
 std::vector<Step> dtensor_steps(const Mesh& mesh, const Type& src, const Type& dst, const SynthOptions& opts,
-                                std::size_t max_graph_states);
+                                std::size_t max_graph_states, bool* faithful = nullptr);
 // The dtensor strategy's graph planner explores up to this many layouts (its planning time on
 // 65,536 devices is about 1.5 s at 20,000); as an incumbent of the reshard search, far fewer,
 // so that synthesis keeps its time budget (a plan it does not reach is simply not an incumbent).
@@ -380,12 +387,13 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
     return c;
   };
   std::vector<Step> best;
+  bool dtensor_faithful = true;  // the dtensor strategy made DTensor's own plan
   switch (opts.strategy) {
     case Strategy::naive: best = naive_steps(mesh, s, t); break;
     case Strategy::exchange: best = exchange_plan(mesh, s, t); break;
     case Strategy::greedy_per_axis: best = greedy_per_axis_steps(mesh, s, t); break;
     case Strategy::dtensor:  // size-1 axes count
-      best = dtensor_steps(mesh, src, dst, opts, dtensor_graph_states(mesh, false));
+      best = dtensor_steps(mesh, src, dst, opts, dtensor_graph_states(mesh, false), &dtensor_faithful);
       break;
     case Strategy::reshard: {
       double best_cost = std::numeric_limits<double>::infinity();
@@ -469,7 +477,7 @@ Plan synthesize(const Mesh& mesh, const Type& src, const Type& dst, const SynthO
   }
   plan.steps = ends_relabeled(std::move(best), src, dst);
   if (opts.exact_stats) analyze(plan);
-  if (opts.strategy == Strategy::dtensor && opts.exact_stats) figures_like_dtensor(plan);
+  if (opts.strategy == Strategy::dtensor && opts.exact_stats) figures_like_dtensor(plan, dtensor_faithful);
   plan.stats.est_time_s = estimate_plan_s(plan, opts);
   if (!std::isfinite(plan.stats.est_time_s))
     throw Error(fmt::format("the cost model gives the {} plan of {} -> {} on mesh {} no finite cost (topology {})",
