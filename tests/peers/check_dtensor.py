@@ -90,7 +90,7 @@ def check(fixture, binary):
     n = len(data["cases"])
     print(f"{n} cases recorded from torch {data['torch']} ({len(data.get('skipped', []))} DTensor cannot run, listed in the fixture)")
     print(f"dtensor strategy: DTensor's plan and figures on {matched} of {n}; "
-          f"{len(fallbacks)} gathered and sliced (DTensor's steps not exact in the ceil layout):")
+          f"{len(fallbacks)} planned by the earlier DTensor-like rules (DTensor's steps not exact in the ceil layout):")
     for f in fallbacks:
         print(f"  {f}")
     print(f"reshard's default plan against the real DTensor, bytes received: fewer on {summary['fewer']}, "
