@@ -545,7 +545,7 @@ std::vector<Step> dtensor_steps(const Mesh& mesh, const Type& src, const Type& d
 namespace {
 
 // DTensor's local size of a dim of global size n chunked by torch.chunk along `axes` in order
-// (Shard.local_shard_size_and_offset), skipping axis `skip` (-1: none) — its logical shape.
+// (Shard.local_shard_size_and_offset), skipping axis `skip` (null: none): its logical shape.
 std::int64_t nested_size(const Mesh& m, std::int64_t n, const std::vector<std::string>& axes, int device,
                          const std::string* skip = nullptr) {
   for (const std::string& a : axes) {
