@@ -358,7 +358,10 @@ std::optional<std::vector<Step>> graph_plan(const Mesh& m, const Type& s, const 
   open.push({0.0, 0});
   std::set<std::string> done;
   while (!open.empty()) {
-    auto [g, idx] = open.top();
+    // Plain copies, not a structured binding: the lambda below captures them, which clang
+    // before 16 refuses for bindings.
+    const double g = open.top().first;
+    const int idx = open.top().second;
     open.pop();
     const Type cur = nodes[idx].type;
     if (!done.insert(layout_key(cur)).second) continue;
