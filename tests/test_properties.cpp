@@ -3,6 +3,7 @@
 // and RESHARD_CASES override them.
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 
 #include <catch2/catch.hpp>
 
@@ -52,6 +53,7 @@ TEST_CASE("random triples keep the four guarantees") {
       if (s.op == Op::reduce_scatter) rounds += rs_rounds(s.in.block(c.mesh, 0), budget).size() > 1;
     // The baselines seed the search: none may be cheaper by the cost model, where it keeps
     // the memory bound (greedy_per_axis gathers and may not).
+    std::optional<Plan> q;
     for (Strategy st : {Strategy::greedy_per_axis, Strategy::dtensor, Strategy::exchange}) {
       SynthOptions o;
       o.strategy = st;
@@ -63,14 +65,17 @@ TEST_CASE("random triples keep the four guarantees") {
       CHECK(plan.stats.est_time_s <= b.stats.est_time_s * (1 + 1e-9));
       // Bytes against the per-axis greedy and dtensor baselines where bandwidth is the whole cost (these
       // arrays are small: with the default model latency rightly buys fewer steps at the
-      // price of some bytes) and blocks are even (there the per-step estimates the cost model
-      // adds up are what devices receive; with uneven ones the busiest device of one step
-      // need not be the next's).
+      // price of some bytes). Against greedy_per_axis with even blocks only (there the
+      // per-step estimates the cost model adds up are what devices receive; with uneven ones
+      // the busiest device of one step need not be the next's); against dtensor, whose bytes
+      // count padded blocks, on uneven blocks too, every second triple (the bandwidth-only
+      // plan of an uneven triple is the dear part of this sweep under the sanitizers).
       if (st == Strategy::dtensor) ++dtensor_compared;
-      if (st == Strategy::dtensor || (st != Strategy::exchange && even(c.mesh, c.src) && even(c.mesh, c.dst))) {
-        Plan q = synthesize(c.mesh, c.src, c.dst, bandwidth_only);
-        INFO("bandwidth-only reshard plan:\n" << q);
-        CHECK(q.stats.bytes_recv_max <= b.stats.bytes_recv_max);
+      const bool even_blocks = even(c.mesh, c.src) && even(c.mesh, c.dst);
+      if ((st != Strategy::exchange && even_blocks) || (st == Strategy::dtensor && i % 2 == 0)) {
+        if (!q) q = synthesize(c.mesh, c.src, c.dst, bandwidth_only);  // once per triple
+        INFO("bandwidth-only reshard plan:\n" << *q);
+        CHECK(q->stats.bytes_recv_max <= b.stats.bytes_recv_max);
       }
     }
     for (const Step& s : plan.steps) (s.op == Op::exchange ? exchanges : collectives)++;

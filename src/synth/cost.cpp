@@ -141,6 +141,19 @@ std::vector<std::string> nontrivial(const Mesh& mesh, std::vector<std::string> v
   return v;
 }
 
+// Whether `a`, size-1 axes left out, is a prefix of `b` likewise (no copies: the estimate is
+// called for every candidate step of the search).
+bool nontrivial_prefix(const Mesh& mesh, const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  std::size_t j = 0;
+  for (const std::string& x : a) {
+    if (mesh.axis_size(x) == 1) continue;
+    while (j < b.size() && mesh.axis_size(b[j]) == 1) ++j;
+    if (j == b.size() || b[j] != x) return false;
+    ++j;
+  }
+  return true;
+}
+
 // The most bytes one device receives in an all_gather: its out-block less its in-block, at
 // most over devices. A dim's in- and out-extents depend only on the device's block index
 // along that dim (the out-axes are a major prefix of the in-axes), and the dims' axes are
@@ -152,32 +165,35 @@ std::vector<std::string> nontrivial(const Mesh& mesh, std::vector<std::string> v
 // uneven gathers look dearer than they are.
 std::int64_t all_gather_recv_max(const Mesh& mesh, const Step& step) {
   const std::int64_t elem = static_cast<std::int64_t>(size_of(step.in.dtype));
-  std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>> front(step.in.rank());
+  using Pair = std::pair<std::int64_t, std::int64_t>;
+  struct Front {  // at most one pair per stretch below
+    Pair p[5];
+    int n = 0;
+  };
+  std::vector<Front> front(static_cast<std::size_t>(step.in.rank()));
   std::size_t combos = 1;
   bool exact = true;
   for (int d = 0; d < step.in.rank() && exact; ++d) {
     const std::int64_t n = step.in.dims[d].size;
     const std::int64_t ki = step.in.num_blocks(mesh, d), ko = step.out.num_blocks(mesh, d);
-    const auto ai = nontrivial(mesh, step.in.dims[d].axes);
-    const auto ao = nontrivial(mesh, step.out.dims[d].axes);
-    exact = ko > 0 && ki % ko == 0 && ao.size() <= ai.size() && std::equal(ao.begin(), ao.end(), ai.begin());
+    exact = ko > 0 && ki % ko == 0 && nontrivial_prefix(mesh, step.out.dims[d].axes, step.in.dims[d].axes);
     if (!exact) break;
     const std::int64_t r = ki / ko;
-    const std::int64_t qi = ki > 0 ? (n + ki - 1) / ki : n, qo = (n + ko - 1) / ko;
+    const std::int64_t qi = (n + ki - 1) / ki, qo = (n + ko - 1) / ko;
     const std::int64_t bi = qi > 0 ? n / qi : 0, bo = qo > 0 ? n / qo : 0;
     // The extents are constant between these block indices: one of each stretch.
-    std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
-    for (std::int64_t b : {std::int64_t{0}, bi, bi + 1, bo * r, (bo + 1) * r}) {
-      if (b < 0 || b >= ki) continue;
-      pairs.push_back({ceil_block(n, ko, b / r).extent(), ceil_block(n, ki, b).extent()});
-    }
-    for (const auto& p : pairs) {
+    Pair pairs[5];
+    int np = 0;
+    for (std::int64_t b : {std::int64_t{0}, bi, bi + 1, bo * r, (bo + 1) * r})
+      if (b >= 0 && b < ki) pairs[np++] = {ceil_block(n, ko, b / r).extent(), ceil_block(n, ki, b).extent()};
+    Front& f = front[static_cast<std::size_t>(d)];
+    for (int a = 0; a < np; ++a) {
       bool beaten = false;
-      for (const auto& o : pairs)
-        beaten = beaten || (o != p && o.first >= p.first && o.second <= p.second);
-      if (!beaten && std::find(front[d].begin(), front[d].end(), p) == front[d].end()) front[d].push_back(p);
+      for (int o = 0; o < np; ++o)
+        beaten = beaten || (pairs[o] != pairs[a] && pairs[o].first >= pairs[a].first && pairs[o].second <= pairs[a].second);
+      if (!beaten && std::find(f.p, f.p + f.n, pairs[a]) == f.p + f.n) f.p[f.n++] = pairs[a];
     }
-    combos *= front[d].size();
+    combos *= static_cast<std::size_t>(f.n);
     exact = combos <= 4096;
   }
   if (!exact) {
@@ -194,9 +210,9 @@ std::int64_t all_gather_recv_max(const Mesh& mesh, const Step& step) {
   for (std::size_t c = 0; c < combos; ++c) {
     std::size_t rest = c;
     std::int64_t o = elem, i = elem;
-    for (std::size_t d = 0; d < front.size(); ++d) {
-      const auto& p = front[d][rest % front[d].size()];
-      rest /= front[d].size();
+    for (const Front& f : front) {
+      const Pair& p = f.p[rest % static_cast<std::size_t>(f.n)];
+      rest /= static_cast<std::size_t>(f.n);
       o *= p.first;
       i *= p.second;
     }
