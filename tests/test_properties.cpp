@@ -25,7 +25,7 @@ bool even(const Mesh& m, const Type& t) {
 }
 }  // namespace
 
-TEST_CASE("random triples keep the four guarantees") {
+TEST_CASE("random triples keep the four guarantees", "[sweep]") {
   std::uint64_t seed = env_or("RESHARD_SEED", 20261127);
   int cases = static_cast<int>(env_or("RESHARD_CASES", 10000));
   test::TypeGen gen(seed);
