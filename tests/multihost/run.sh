@@ -142,11 +142,13 @@ nft_packets() {
 
 must() { "$@" || mh_fail "'$*' failed"; }  # a step mid-run: failing it fails the test
 
-# delay_line MS: without netem, a user-space delay line (delayline.py) inside h2: a TUN device,
-# dly0, becomes the route from h2 to h1; what the script writes back after MS comes in on dly0 and
-# is routed (table 215, chosen by `ip rule iif dly0`) out of eth0. Each packet h2 sends to h1 is
-# held MS once, so the round trip grows by MS; h1's replies travel the veth unchanged.
-delay_line() {
+# delay_line_prepare MS: without netem, a user-space delay line (delayline.py) inside h2: a TUN
+# device, dly0, that becomes the route from h2 to h1 at delay_line; what the script writes back
+# after MS comes in on dly0 and is routed (table 215, chosen by `ip rule iif dly0`) out of eth0.
+# Each packet h2 sends to h1 is held MS once, so the round trip grows by MS; h1's replies travel
+# the veth unchanged. Prepared before the job starts, so that applying it mid-run is one route
+# (starting Python under load took long enough for a short job to end first).
+delay_line_prepare() {
   local ms=$1 ns="${MH_P}h2" t0
   ip netns exec "$ns" timeout -k 2 140 python3 "$HERE/delayline.py" dly0 "$ms" 130 >"$MH_DIR/delayline.out" 2>&1 &
   DELAY_LINE=$! t0=$(mh_now)
@@ -162,7 +164,10 @@ delay_line() {
     net.ipv4.conf.dly0.rp_filter=0 net.ipv4.conf.dly0.accept_local=1
   must ip -n "$ns" rule add iif dly0 lookup 215 pref 100
   must ip -n "$ns" route add 10.215.0.1 dev eth0 table 215
-  must ip -n "$ns" route add 10.215.0.1 dev dly0  # from here on, h2's packets for h1 are held
+}
+
+delay_line() {
+  must ip -n "${MH_P}h2" route add 10.215.0.1 dev dly0  # from here on, h2's packets for h1 are held
 }
 
 # min_rtt: the least of 5 round trips from h2 to h1 (ping), in ms.
@@ -250,7 +255,8 @@ case $CASE in
       [ -c /dev/net/tun ] || mh_skip "no sch_netem, and no /dev/net/tun for the user-space delay line"
       before=$(min_rtt)
       [ -n "$before" ] || mh_fail "ping from h2 to h1 failed before the fault"
-      APPLY_ARGS=(200)
+      delay_line_prepare 200
+      APPLY_ARGS=()
       ITERS=14 degrade delay_line "200 ms of added delay (user-space delay line, h2 to h1)"
       after=$(min_rtt)
       [ -n "$after" ] || mh_fail "ping from h2 to h1 failed through the delay line"
