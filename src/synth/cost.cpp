@@ -170,7 +170,11 @@ std::int64_t all_gather_recv_max(const Mesh& mesh, const Step& step) {
     Pair p[5];
     int n = 0;
   };
-  std::vector<Front> front(static_cast<std::size_t>(step.in.rank()));
+  // On the stack for the ranks arrays have in practice: the search prices every candidate step.
+  constexpr int kInline = 8;
+  Front inline_front[kInline];
+  std::vector<Front> heap_front(step.in.rank() > kInline ? static_cast<std::size_t>(step.in.rank()) : 0);
+  Front* front = step.in.rank() > kInline ? heap_front.data() : inline_front;
   std::size_t combos = 1;
   bool exact = true;
   for (int d = 0; d < step.in.rank() && exact; ++d) {
@@ -186,7 +190,7 @@ std::int64_t all_gather_recv_max(const Mesh& mesh, const Step& step) {
     int np = 0;
     for (std::int64_t b : {std::int64_t{0}, bi, bi + 1, bo * r, (bo + 1) * r})
       if (b >= 0 && b < ki) pairs[np++] = {ceil_block(n, ko, b / r).extent(), ceil_block(n, ki, b).extent()};
-    Front& f = front[static_cast<std::size_t>(d)];
+    Front& f = front[d];
     for (int a = 0; a < np; ++a) {
       bool beaten = false;
       for (int o = 0; o < np; ++o)
@@ -210,7 +214,8 @@ std::int64_t all_gather_recv_max(const Mesh& mesh, const Step& step) {
   for (std::size_t c = 0; c < combos; ++c) {
     std::size_t rest = c;
     std::int64_t o = elem, i = elem;
-    for (const Front& f : front) {
+    for (int d = 0; d < step.in.rank(); ++d) {
+      const Front& f = front[d];
       const Pair& p = f.p[rest % static_cast<std::size_t>(f.n)];
       rest /= static_cast<std::size_t>(f.n);
       o *= p.first;
